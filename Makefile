@@ -1,0 +1,42 @@
+# The two sacred commands: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+DEMO_OUT ?= demo_out
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help venv demo test bench experiment experiment-vae clean lint
+
+help:
+	@echo "make demo   - set up .venv and run the end-to-end demo on embedded defaults (writes $(DEMO_OUT)/)"
+	@echo "make test   - set up .venv and run the test suite"
+	@echo "make bench  - run the benchmarks and write bench/results/bench.md"
+
+$(STAMP): setup.cfg setup.py pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+	$(PIP) install -e '.[dev]'
+	# tinysoundfont renders MIDI with a soundfont from pip alone; its pyaudio dependency
+	# does not build here (no portaudio.h) and is not needed for offline rendering.
+	$(PIP) install --no-deps 'tinysoundfont==0.3.*'
+	# pip check must be clean apart from that one documented, unused pyaudio requirement.
+	$(PIP) check | grep -v 'tinysoundfont .* requires pyaudio' | grep . && exit 1 || true
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tfmusic demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py --out bench/results
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) bench/results .pytest_cache

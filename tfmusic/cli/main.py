@@ -1,0 +1,79 @@
+"""The one `tfmusic` command line.
+
+Each area of the library contributes a module in ``tfmusic.cli`` with a ``register(subparsers)``
+function that adds its subcommands. Handlers import heavy libraries (TensorFlow, Beam) lazily,
+so ``tfmusic --help`` answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+# Modules that contribute subcommands, in the order they appear in --help.
+COMMAND_MODULES = (
+    "dmelodies",
+    "data",
+    "train",
+    "separate",
+    "evaluate",
+    "vae",
+    "export",
+    "serve",
+    "demo",
+)
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfmusic",
+        description="Music ML with TensorFlow/Keras: dMelodies, multitrack data, IASS/Open-Unmix "
+        "separation, AR-VAE latent spaces, export and serving.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"tfmusic.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"tfmusic.cli.{name}":
+                continue  # area not present in this build
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 1
+    if extra and not getattr(args, "accepts_extra_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "accepts_extra_args", False):
+        args.extra_args = extra
+    try:
+        return int(args.handler(args) or 0)
+    except CliError as err:
+        print(f"tfmusic {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"tfmusic {args.command}: error: file not found: {err.filename or err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
