@@ -1,0 +1,90 @@
+"""Run every benchmark and write one table of side-by-side ratios.
+
+Each ``bench/bench_*.py`` module exposes ``run(out_dir: Path) -> list[dict]``; a row has
+``what``, ``ours``, ``reference``, ``unit``, ``ratio`` (how many times better ours is, >1 = better),
+``target`` (text, e.g. ">= 100x"), ``met`` (bool or None) and ``notes``. Both sides of a ratio are
+measured in the same run on the same machine. Results: ``<out>/bench.md`` and ``<out>/bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+COLUMNS = ("what", "ours", "reference", "unit", "ratio", "target", "met", "notes")
+
+
+def machine_summary() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def discover(only: list[str] | None) -> list[Path]:
+    paths = sorted(HERE.glob("bench_*.py"))
+    if only:
+        paths = [p for p in paths if any(o in p.stem for o in only)]
+    return paths
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def to_markdown(rows: list[dict], machine: str) -> str:
+    lines = [f"# tfmusic benchmarks\n\nMachine: {machine}. Date: {time.strftime('%Y-%m-%d %H:%M')}.\n",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--only", nargs="*", help="run only benchmarks whose name contains one of these")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    failed = 0
+    for path in discover(args.only):
+        print(f"== {path.stem}", flush=True)
+        start = time.perf_counter()
+        try:
+            new_rows = load(path).run(args.out)
+        except Exception:  # one broken benchmark must not hide the others
+            traceback.print_exc()
+            failed += 1
+            new_rows = [{"what": path.stem, "notes": "FAILED (see log)"}]
+        for row in new_rows:
+            print("   " + ", ".join(f"{c}={fmt(row.get(c))}" for c in COLUMNS if row.get(c) is not None))
+        rows.extend(new_rows)
+        print(f"   ({time.perf_counter() - start:.1f} s)", flush=True)
+    machine = machine_summary()
+    (args.out / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    table = to_markdown(rows, machine)
+    (args.out / "bench.md").write_text(table)
+    print(table)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
