@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "separate",
     "evaluate",
     "vae",
+    "datasets",
     "export",
     "serve",
     "demo",

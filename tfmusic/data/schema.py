@@ -34,3 +34,36 @@ def make_example(features: Mapping[str, object]):
     import tensorflow as tf
 
     return tf.train.Example(features=tf.train.Features(feature=dict(features)))
+
+
+# ---------------------------------------------------------------------------------------------
+# dMelodies (writer: tfmusic.data.dmelodies / beam_pipelines/dmelodies.py; reader: dmelodies.load)
+# One flat tf.train.Example per item: the dataset index, 16 token ids, 9 factor indices (int64).
+# ---------------------------------------------------------------------------------------------
+
+DMELODIES_DATASET_NAME = "dmelodies"
+DMELODIES_SEQ_LEN = 16
+DMELODIES_NUM_FACTORS = 9
+# name -> (shape, dtype); the TFDS features.json is written from this table.
+DMELODIES_FEATURES: dict[str, tuple[tuple[int, ...], str]] = {
+    "index": ((), "int64"),
+    "tokens": ((DMELODIES_SEQ_LEN,), "int64"),
+    "factors": ((DMELODIES_NUM_FACTORS,), "int64"),
+}
+
+
+def dmelodies_parse_spec() -> dict:
+    """``tf.io.parse_example`` spec for dMelodies records (all fixed-length int64)."""
+    import tensorflow as tf
+
+    return {name: tf.io.FixedLenFeature(shape, tf.as_dtype(dtype))
+            for name, (shape, dtype) in DMELODIES_FEATURES.items()}
+
+
+def dmelodies_example(index: int, tokens: Iterable[int], factors: Iterable[int]):
+    """One dMelodies record as a proto (the slow, obviously-correct path; the Beam job encodes in bulk)."""
+    return make_example({
+        "index": int64_feature([index]),
+        "tokens": int64_feature(tokens),
+        "factors": int64_feature(factors),
+    })
