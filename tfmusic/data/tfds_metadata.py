@@ -18,7 +18,7 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 FILE_FORMAT = "tfrecord"
 _MASK_DELTA = 0xA282EAD8
@@ -62,9 +62,8 @@ def _masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
-    """Serialized records framed as one TFRecord file body (no compression)."""
-    out = bytearray()
+def _frames(records: Iterable[bytes]) -> Iterator[bytes]:
+    """TFRecord framing of each record: length, masked CRC of the length, data, masked CRC of the data."""
     header_cache: dict[int, bytes] = {}
     for rec in records:
         n = len(rec)
@@ -72,20 +71,25 @@ def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
         if header is None:
             length = struct.pack("<Q", n)
             header = header_cache[n] = length + struct.pack("<I", _masked_crc(length))
-        out += header
-        out += rec
-        out += struct.pack("<I", _masked_crc(rec))
-    return bytes(out)
+        yield header + rec + struct.pack("<I", _masked_crc(rec))
+
+
+def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
+    """Serialized records framed as one TFRecord file body (no compression)."""
+    return b"".join(_frames(records))
 
 
 def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes]) -> int:
-    """Write ``records`` to ``path`` atomically (temp file + rename); returns the file size in bytes."""
+    """Stream ``records`` into ``path`` atomically (temp file + rename); returns the file size in bytes."""
     path = Path(path)
-    data = tfrecord_bytes(records)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    size = 0
+    with open(tmp, "wb") as fh:
+        for frame in _frames(records):
+            fh.write(frame)
+            size += len(frame)
     os.replace(tmp, path)
-    return len(data)
+    return size
 
 
 def tfds_features(spec: Mapping[str, tuple[Sequence[int], str]]):

@@ -16,8 +16,23 @@ from keras import ops
 PACKAGE = "tfmusic.vae"
 
 
+class TracedBuild:
+    """Mixin: ``build`` traces ``call`` on a symbolic input so every sublayer gets its weights.
+
+    Needed so a layer restored from ``.keras`` (which calls ``build(input_shape)``) has all weights
+    before they are loaded. ``build_input_dtype`` is the dtype of the layer's input.
+    """
+
+    build_input_dtype = "float32"
+
+    def build(self, input_shape):
+        if not self.built:
+            self.call(keras.KerasTensor(tuple(input_shape), dtype=self.build_input_dtype))
+        self.built = True
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class GaussianHead(keras.layers.Layer):
+class GaussianHead(TracedBuild, keras.layers.Layer):
     """Two small MLP heads (hidden -> act -> z) producing ``mean`` and ``log_std``.
 
     ``hidden=0`` gives plain linear heads (the image models put their MLP in the encoder trunk).

@@ -1,0 +1,299 @@
+"""Separation speed: Keras IASS / Open-Unmix vs the PyTorch references, same machine, same run.
+
+Rows (ratio = reference time / ours, > 1 means ours is faster):
+- STFT of 30 s stereo with the exportable DFT basis: block-matmul framing (kept) vs strided conv1d;
+  and the DFT basis vs the FFT method (what in-process separation uses).
+- IASS inference, 1 target, 30 s mono, waveform -> stems: Keras Separator vs a PyTorch IASS written
+  here from the spec (A.3; 3,205,682 parameters, asserted) with torch.stft / torch.istft.
+- Open-Unmix inference, 4 targets, 30 s stereo, no Wiener: Keras Separator vs ``openunmix.Separator``.
+- Training step (forward + backward + Adam) on precomputed 6 s magnitudes: IASS (MSE + 2 x BCE)
+  and Open-Unmix (MSE), batch ``TFMUSIC_BENCH_BATCH`` (default 16, the spec's batch).
+
+Both sides use the same 2 CPU threads budget (torch.set_num_threads(2); TF default on 2 cores).
+Environment knobs for a loaded machine: ``TFMUSIC_BENCH_BATCH`` (training batch),
+``TFMUSIC_BENCH_REPEATS`` (timed repeats, default 3), ``TFMUSIC_BENCH_SECONDS`` (inference audio
+length, default 30). Models have random weights: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+SR = 44100
+N_FFT, HOP, MAX_BIN, N_BINS = 4096, 1024, 1487, 2049
+
+
+def _knob(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _time(fn, repeats: int) -> float:
+    """Best-of-``repeats`` seconds after one warm-up call (first call traces/compiles)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _row(what, ours, reference, unit, target_ratio, notes) -> dict:
+    ratio = reference / ours if ours and reference else None
+    return {
+        "what": what,
+        "ours": round(ours, 4),
+        "reference": round(reference, 4) if reference is not None else None,
+        "unit": unit,
+        "ratio": round(ratio, 3) if ratio is not None else None,
+        "target": f">= {target_ratio}x" if target_ratio is not None else "",
+        "met": (ratio >= target_ratio) if (ratio is not None and target_ratio is not None) else None,
+        "notes": notes,
+    }
+
+
+# ----------------------------------------------------------------------------- PyTorch IASS (spec A.3)
+def _torch_iass():
+    import torch
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout)
+            self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout)
+            self.shortcut = nn.Conv2d(cin, cout, 1)
+            self.down = nn.Conv2d(cout, cout, (3, 1), stride=(3, 1))
+
+        def forward(self, x):
+            y = nn.functional.leaky_relu(self.bn1(self.conv1(x)), 0.01)
+            y = nn.functional.leaky_relu(self.bn2(self.conv2(y)), 0.01)
+            return self.down(y + self.shortcut(x))
+
+    class Decoder(nn.Module):
+        def __init__(self, cup, cin, cmid, cout, out_pad, last=False):
+            super().__init__()
+            self.up = nn.ConvTranspose2d(cup, cup, (3, 1), stride=(3, 1), output_padding=(out_pad, 0))
+            self.conv1, self.bn1 = nn.ConvTranspose2d(cin, cmid, 3, padding=1), nn.BatchNorm2d(cmid)
+            self.conv2 = nn.ConvTranspose2d(cmid, cout, 3, padding=1)
+            self.bn2 = None if last else nn.BatchNorm2d(cout)
+
+        def forward(self, x, skip=None):
+            y = self.up(x)
+            if skip is not None:
+                y = torch.cat([y, skip], 1)
+            y = self.bn1(nn.functional.leaky_relu(self.conv1(y), 0.01))
+            y = self.conv2(y)
+            return y if self.bn2 is None else self.bn2(nn.functional.leaky_relu(y, 0.01))
+
+    class TorchIASS(nn.Module):
+        """(B, C, F, T) magnitude -> (estimate, logits); the spec's U-Net, NCHW as the reference."""
+
+        def __init__(self, channels=1):
+            super().__init__()
+            self.input_mean = nn.Parameter(torch.zeros(MAX_BIN))
+            self.input_std = nn.Parameter(torch.ones(MAX_BIN))
+            self.enc1, self.enc2, self.enc3 = Encoder(channels, 16), Encoder(16, 32), Encoder(32, 48)
+            self.skip1, self.skip2 = nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(32, 32, 3, padding=1)
+            self.dec2 = Decoder(48, 80, 40, 32, 0)
+            self.dec3 = Decoder(32, 48, 24, 16, 0)
+            self.dec4 = Decoder(16, 16, 8, channels, 2, last=True)
+            self.act = nn.Sequential(
+                nn.Conv2d(48, 32, (3, 1), (3, 1)), nn.BatchNorm2d(32), nn.Conv2d(32, 16, (3, 1), (3, 1)),
+                nn.BatchNorm2d(16), nn.Conv2d(16, 16, (3, 1), (3, 1)), nn.BatchNorm2d(16),
+                nn.Conv2d(16, 1, (2, 1), (2, 1)))
+            self.fc = nn.Linear(MAX_BIN, N_BINS)
+            self.output_scale = nn.Parameter(torch.ones(N_BINS))
+            self.output_mean = nn.Parameter(torch.ones(N_BINS))
+
+        def forward(self, mag):
+            x = (mag[:, :, :MAX_BIN] - self.input_mean[:, None]) / self.input_std[:, None]
+            x1 = self.enc1(x)
+            x2 = self.enc2(x1)
+            z = self.enc3(x2)
+            logits = self.act(z)[:, 0, 0]  # (B, T)
+            y = self.dec2(z, self.skip2(x2))
+            y = self.dec3(y, self.skip1(x1))
+            y = self.fc(self.dec4(y).transpose(2, 3))  # (B, C, T, 2049)
+            mask = torch.relu(y * self.output_scale + self.output_mean).transpose(2, 3)
+            return mask * mag, logits
+
+    model = TorchIASS()
+    count = sum(p.numel() for p in model.parameters())
+    assert count == 3_205_682, f"PyTorch IASS has {count} parameters, spec says 3,205,682"
+    return model
+
+
+def _import_openunmix():
+    try:
+        import torchaudio  # noqa: F401
+    except ImportError:  # openunmix imports torchaudio at top level; the model code never uses it
+        sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+    import openunmix.model
+
+    return openunmix.model
+
+
+# ----------------------------------------------------------------------------- benchmarks
+def _bench_stft(repeats: int, seconds: int) -> list[dict]:
+    import tensorflow as tf
+
+    from tfmusic.audio.stft import STFT
+
+    x = np.random.default_rng(0).standard_normal((1, 2, SR * seconds)).astype(np.float32)
+    timings = {}
+    for name, layer in (("blocks", STFT(center=True, framing="blocks")), ("conv", STFT(center=True, framing="conv")),
+                        ("fft", STFT(center=True, method="fft"))):
+        fn = tf.function(lambda v, layer=layer: layer(v))
+        timings[name] = _time(lambda fn=fn: fn(x), repeats)
+    return [
+        _row(f"STFT {seconds} s stereo, DFT basis: block-matmul vs conv1d framing", timings["blocks"],
+             timings["conv"], "s", 1.0, "the faster framing is the default (framing='auto' -> blocks)"),
+        _row(f"STFT {seconds} s stereo: FFT method vs exportable DFT basis", timings["fft"], timings["blocks"],
+             "s", None, "CLI separation uses method='fft'; export keeps the ONNX-convertible DFT"),
+    ]
+
+
+def _bench_iass_inference(repeats: int, seconds: int) -> list[dict]:
+    import tensorflow as tf
+    import torch
+
+    from tfmusic.models.iass import IASS
+    from tfmusic.models.separator import Separator
+
+    x = (0.1 * np.random.default_rng(1).standard_normal((1, 1, SR * seconds))).astype(np.float32)
+    sep = Separator({"vocals": IASS()}, stft_method="fft")
+    run = tf.function(lambda v: sep(v, training=False))
+    ours = _time(lambda: run(x)["vocals"].numpy(), repeats)
+
+    ref = _torch_iass().eval()
+    window = torch.hann_window(N_FFT)
+    wav = torch.from_numpy(x[0])
+
+    def torch_separate():
+        with torch.no_grad():
+            spec = torch.stft(wav, N_FFT, HOP, window=window, center=True, return_complex=True)  # (C, F, T)
+            est, logits = ref(spec.abs()[None])
+            act = (torch.sigmoid(logits) > 0.5).float()  # (median filter omitted: negligible cost)
+            masked = spec * (est[0] / spec.abs().clamp_min(1e-8)) * act[0]
+            return torch.istft(masked, N_FFT, HOP, window=window, center=True, length=wav.shape[-1])
+
+    reference = _time(torch_separate, repeats)
+    return [_row(f"IASS inference, 1 target, {seconds} s mono (waveform -> stem)", ours, reference, "s", 2.0,
+                 f"Keras Separator (FFT STFT) vs PyTorch IASS from spec A.3; {seconds / ours:.1f}x real time")]
+
+
+def _bench_umx_inference(repeats: int, seconds: int) -> list[dict]:
+    import tensorflow as tf
+    import torch
+
+    from tfmusic.models.openunmix import OpenUnmix
+    from tfmusic.models.separator import Separator
+
+    targets = ("vocals", "drums", "bass", "other")
+    x = (0.1 * np.random.default_rng(2).standard_normal((1, 2, SR * seconds))).astype(np.float32)
+    sep = Separator({t: OpenUnmix() for t in targets}, stft_method="fft")
+    run = tf.function(lambda v: sep(v, training=False))
+    ours = _time(lambda: run(x)["vocals"].numpy(), repeats)
+
+    umx = _import_openunmix()
+    ref = umx.Separator({t: umx.OpenUnmix(nb_bins=N_BINS, nb_channels=2, max_bin=MAX_BIN).eval() for t in targets},
+                        niter=0).eval()
+    wav = torch.from_numpy(x)
+
+    def torch_separate():
+        with torch.no_grad():
+            return ref(wav)
+
+    reference = _time(torch_separate, repeats)
+    return [_row(f"Open-Unmix inference, 4 targets, {seconds} s stereo, no Wiener", ours, reference, "s", 1.0,
+                 f"Keras Separator (FFT STFT) vs openunmix 1.3 Separator; {seconds / ours:.1f}x real time")]
+
+
+def _bench_training(repeats: int, batch: int) -> list[dict]:
+    import keras
+    import tensorflow as tf
+    import torch
+
+    from tfmusic.models.iass import IASS
+    from tfmusic.models.openunmix import OpenUnmix
+
+    rng = np.random.default_rng(3)
+    frames = 255  # 6 s, center=False
+    rows = []
+    for name, channels in (("IASS", 1), ("Open-Unmix", 2)):
+        mag = rng.random((batch, channels, frames, N_BINS), dtype=np.float32)
+        target = rng.random((batch, channels, frames, N_BINS), dtype=np.float32)
+        labels = (rng.random((batch, frames)) > 0.5).astype(np.float32)
+        model = IASS() if name == "IASS" else OpenUnmix()
+        optimizer = keras.optimizers.Adam(1e-3)
+
+        @tf.function(jit_compile=False)
+        def step(m, t, y, model=model, optimizer=optimizer, name=name):
+            with tf.GradientTape() as tape:
+                out = model(m, training=True)
+                loss = tf.reduce_mean(tf.square(out["estimate"] - t))
+                if name == "IASS":
+                    loss += 2.0 * tf.reduce_mean(
+                        tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=out["activity_logits"]))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        ours = _time(lambda: float(step(mag, target, labels)), repeats)
+
+        if name == "IASS":
+            ref = _torch_iass().train()
+        else:
+            ref = _import_openunmix().OpenUnmix(nb_bins=N_BINS, nb_channels=2, max_bin=MAX_BIN).train()
+        opt = torch.optim.Adam(ref.parameters(), lr=1e-3, weight_decay=1e-5)
+        t_mag = torch.from_numpy(mag).transpose(2, 3)  # torch models take (B, C, F, T)
+        t_target = torch.from_numpy(target).transpose(2, 3)
+        t_labels = torch.from_numpy(labels)
+
+        def torch_step(ref=ref, opt=opt, name=name):
+            opt.zero_grad()
+            if name == "IASS":
+                est, logits = ref(t_mag)
+                loss = torch.mean((est - t_target) ** 2) + 2.0 * torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, t_labels)
+            else:
+                loss = torch.mean((ref(t_mag) - t_target) ** 2)
+            loss.backward()
+            opt.step()
+            return float(loss)
+
+        reference = _time(torch_step, repeats)
+        rows.append(_row(f"{name} training step, batch {batch} x 6 s ({'mono' if channels == 1 else 'stereo'})",
+                         ours, reference, "s/step", 2.0 if name == "IASS" else 1.0,
+                         "forward + backward + Adam on precomputed magnitudes; tf.function vs PyTorch eager"))
+    return rows
+
+
+def run(out_dir: Path) -> list[dict]:
+    """Benchmark rows for bench/run_all.py (see module docstring)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    repeats = _knob("TFMUSIC_BENCH_REPEATS", 3)
+    seconds = _knob("TFMUSIC_BENCH_SECONDS", 30)
+    batch = _knob("TFMUSIC_BENCH_BATCH", 16)
+    rows = _bench_stft(repeats, seconds)
+    try:
+        import torch
+    except ImportError:
+        return rows + [{"what": "separation vs PyTorch", "notes": "skipped: torch not installed (make venv)"}]
+    torch.set_num_threads(2)
+    rows += _bench_iass_inference(repeats, seconds)
+    rows += _bench_umx_inference(repeats, seconds)
+    rows += _bench_training(repeats, batch)
+    return rows
+
+
+if __name__ == "__main__":
+    for r in run(Path("bench/results")):
+        print(r)

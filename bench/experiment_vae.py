@@ -1,0 +1,152 @@
+"""AR-VAE vs beta-VAE on folk measures (reference-spec B.2/B.3/B.6/B.7) with a reduced training budget.
+
+Both models are the Measure VAE (B.3: biGRU encoder, hierarchical beat/tick GRU decoder, z = 32) trained
+with the spec's hyperparameters (B.2): Adam 1e-4, batch 256; beta-VAE beta = 0.001 (beta |KL|);
+AR-VAE beta = 0.001, gamma = 1, delta = 10 on latent dims 0-3 for rhythmic complexity, pitch range,
+note density and contour. The paper trains 30 epochs x 10 seeds on GPUs; here each model gets a fixed
+step budget (default 1,500 steps, about 25 min per model on 2 shared CPU cores), one seed by default.
+Metrics (B.6) on the 'eval' split: interpretability, MIG, SAP, SCC, modularity and reconstruction
+accuracy, printed beside the paper's folk medians (B.7). Results: ``<out>/experiment_vae.{md,json}``.
+
+Data: ``--data DIR`` with measures TFRecords; when DIR has no ``vocabulary.json`` the folk collections
+(oneills1850, ryansMammoth, essenFolksong) are extracted into it first (``--max-files`` limits the files
+per collection; the first full extraction takes about 12 minutes on 2 cores).
+
+    .venv/bin/python bench/experiment_vae.py --out bench/results/experiment_vae --data data/measures_folk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+FOLK_COLLECTIONS = ("oneills1850", "ryansMammoth", "essenFolksong")
+METRICS = ("interpretability", "mig", "sap", "scc", "modularity", "reconstruction_accuracy")
+# B.7 medians for Folk, beta-VAE -> AR-VAE (reconstruction accuracy as a fraction)
+PAPER = {
+    "interpretability": (0.22, 0.96), "mig": (0.025, 0.48), "sap": (0.10, 0.525), "scc": (0.44, 0.99),
+    "modularity": (0.865, 0.87), "reconstruction_accuracy": (0.998, 0.995),
+}
+METHODS = ("beta", "ar")
+
+
+def ensure_data(data_dir: Path, max_files: int | None, progress: bool) -> dict:
+    """Build the folk measures into ``data_dir`` unless it already holds them; return the manifest (or {})."""
+    from tfmusic.data import measures
+
+    if not (data_dir / "vocabulary.json").is_file():
+        print(f"building folk measures into {data_dir} (collections {', '.join(FOLK_COLLECTIONS)}, "
+              f"max files {max_files or 'all'}) ...", flush=True)
+        return measures.build(data_dir, collections=FOLK_COLLECTIONS, max_files=max_files, progress=progress)
+    manifest = data_dir / "manifest.json"
+    return json.loads(manifest.read_text()) if manifest.is_file() else {}
+
+
+def run_method(method: str, seed: int, data_dir: Path, out: Path, steps: int, batch_size: int,
+               eval_batches: int, progress: bool) -> dict:
+    from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
+
+    run_dir = out / f"{method}_seed{seed}"
+    cfg = VAEConfig(model="measure", objective=method, seed=seed)  # B.2 defaults come from the presets
+    data = open_data("measure", data_dir)
+    t0 = time.perf_counter()
+    if (run_dir / "model.keras").is_file():
+        print(f"{run_dir}: already trained, evaluating only", flush=True)
+    else:
+        train_run(cfg, data, run_dir, data_dir=str(data_dir), batch_size=batch_size, steps=steps,
+                  eval_every=max(1, steps // 5), eval_steps=10, progress=progress)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics = evaluate_run(run_dir, str(data_dir), batch_size=batch_size, max_batches=eval_batches)
+    metrics.update({"method": method, "seed": seed, "train_seconds": train_s,
+                    "eval_seconds": time.perf_counter() - t0, "steps": steps,
+                    "epochs": steps / max(1, -(-data.num_examples("train") // batch_size))})
+    (run_dir / "evaluation.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def to_markdown(results: list[dict], meta: dict) -> str:
+    lines = ["# AR-VAE vs beta-VAE on folk measures (reduced budget)", "",
+             f"Machine: {meta['machine']}. Date: {meta['date']}. Data: {meta['data']} "
+             f"({meta['train_items']:,} train bars, {meta['eval_items']:,} eval bars). "
+             f"Budget: {meta['steps']} steps x batch {meta['batch_size']} per model "
+             f"(~{meta['epochs']:.1f} epochs; paper: 30 epochs), seeds {meta['seeds']}. "
+             "Spec hyperparameters B.2; metrics B.6 on sampled z; paper = B.7 folk medians.", "",
+             "| metric | beta-VAE (ours) | AR-VAE (ours) | beta-VAE (paper) | AR-VAE (paper) |",
+             "|---|---|---|---|---|"]
+    for metric in METRICS:
+        ours = []
+        for method in METHODS:
+            vals = [r[metric] for r in results if r["method"] == method and metric in r]
+            ours.append(f"{_median(vals):.3f}" if vals else "")
+        lines.append(f"| {metric} | {ours[0]} | {ours[1]} | {PAPER[metric][0]:.3f} | {PAPER[metric][1]:.3f} |")
+    lines += ["", "Per run:", "", "| method | seed | train s | " + " | ".join(METRICS) + " |",
+              "|---|---|---|" + "---|" * len(METRICS)]
+    for r in results:
+        lines.append(f"| {r['method']} | {r['seed']} | {r['train_seconds']:.0f} | "
+                     + " | ".join(f"{r.get(m, float('nan')):.3f}" for m in METRICS) + " |")
+    ar = [r for r in results if r["method"] == "ar"]
+    if ar and "interpretability_dims" in ar[0]:
+        lines += ["", f"AR-VAE: most informative latent dim per attribute (expected 0, 1, 2, 3): "
+                  f"{ar[0]['interpretability_dims']}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/experiment_vae"))
+    parser.add_argument("--data", type=Path, default=Path("data/measures_folk"),
+                        help="measures TFRecords (built here from the folk collections when missing)")
+    parser.add_argument("--max-files", type=int, help="when building: files per collection (default all)")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per model (default 1500)")
+    parser.add_argument("--batch-size", type=int, default=256, help="B.2: 256")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (paper: 0-9)")
+    parser.add_argument("--eval-batches", type=int, default=201, help="B.3: up to 201 batches")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    progress = not args.quiet and sys.stderr.isatty()
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--seeds '{args.seeds}': expected comma-separated integers")
+    args.out.mkdir(parents=True, exist_ok=True)
+    ensure_data(args.data, args.max_files, progress)
+    from tfmusic.training.vae import open_data
+
+    data = open_data("measure", args.data)
+    results = []
+    for seed in seeds:
+        for method in METHODS:
+            print(f"== {method}-VAE seed {seed}: {args.steps} steps", flush=True)
+            r = run_method(method, seed, args.data, args.out, args.steps, args.batch_size, args.eval_batches,
+                           progress)
+            print("   " + ", ".join(f"{m}={r[m]:.3f}" for m in METRICS if m in r)
+                  + f" (train {r['train_seconds']:.0f} s)", flush=True)
+            results.append(r)
+    import platform
+    n_train = data.num_examples("train")
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "date": time.strftime("%Y-%m-%d %H:%M"),
+            "data": str(args.data), "train_items": n_train, "eval_items": data.num_examples("eval"),
+            "steps": args.steps, "batch_size": args.batch_size, "seeds": seeds,
+            "epochs": args.steps / max(1, -(-n_train // args.batch_size)), "paper": PAPER}
+    (args.out / "experiment_vae.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2))
+    table = to_markdown(results, meta)
+    (args.out / "experiment_vae.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Read, write and resample audio files (soundfile + librosa).
+
+Every waveform in tfmusic is float32 shaped ``(channels, samples)``; this module is the one place
+that converts between files and that convention. Errors name the file and the problem, so a bad
+file deep inside a dataset is easy to find.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SAMPLE_RATE = 44_100
+AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+
+
+class AudioFileError(ValueError):
+    """An audio file could not be read or written; the message names the file."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header facts of an audio file, read without decoding the samples."""
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / float(self.sample_rate)
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Sample rate, channels and length of ``path`` (raises AudioFileError if unreadable)."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(path, "file does not exist")
+    try:
+        info = sf.info(str(path))
+    except Exception as err:  # soundfile raises LibsndfileError / RuntimeError subclasses
+        raise AudioFileError(path, f"unreadable audio ({err})") from err
+    if info.frames <= 0:
+        raise AudioFileError(path, "audio file holds no samples")
+    return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample a ``(channels, samples)`` waveform with librosa's soxr_hq; identity if rates match."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if int(orig_sr) == int(target_sr):
+        return audio
+    import librosa
+
+    out = librosa.resample(audio, orig_sr=int(orig_sr), target_sr=int(target_sr), res_type="soxr_hq", axis=-1)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate: int | None = None,
+    *,
+    mono: bool = False,
+    check_finite: bool = True,
+) -> tuple[np.ndarray, int]:
+    """Read ``path`` as float32 ``(channels, samples)``; resample when ``sample_rate`` is given.
+
+    Returns ``(audio, rate)`` where ``rate`` is ``sample_rate`` if given, else the file's rate.
+    Non-finite samples raise AudioFileError (they poison every later sum and loss).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(path, "file does not exist")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:
+        raise AudioFileError(path, f"unreadable audio ({err})") from err
+    if data.shape[0] == 0:
+        raise AudioFileError(path, "audio file holds no samples")
+    audio = np.ascontiguousarray(data.T)
+    if check_finite and not np.all(np.isfinite(audio)):
+        bad = int(np.size(audio) - np.count_nonzero(np.isfinite(audio)))
+        raise AudioFileError(path, f"{bad} NaN/Inf samples")
+    if mono and audio.shape[0] > 1:
+        audio = audio.mean(axis=0, keepdims=True)
+    if sample_rate is not None and int(sample_rate) != int(sr):
+        audio = resample(audio, int(sr), int(sample_rate))
+        sr = int(sample_rate)
+    return audio, int(sr)
+
+
+def write_audio(
+    path: str | Path, audio: np.ndarray, sample_rate: int = DEFAULT_SAMPLE_RATE, *, subtype: str = "PCM_16"
+) -> Path:
+    """Write a ``(channels, samples)`` (or 1-D mono) waveform; parent folders are created.
+
+    ``subtype`` is a soundfile subtype (``PCM_16``, ``PCM_24``, ``FLOAT``). Integer subtypes clip at ±1.
+    An int16 array is written bit-exactly as PCM_16 (so sums of stems stay exact).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if np.asarray(audio).dtype == np.int16:
+        audio = np.asarray(audio)
+        subtype = "PCM_16"
+    else:
+        audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None, :]
+    if audio.ndim != 2:
+        raise AudioFileError(path, f"expected (channels, samples) audio, got shape {audio.shape}")
+    if audio.dtype != np.int16 and not np.all(np.isfinite(audio)):
+        raise AudioFileError(path, "refusing to write NaN/Inf samples")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sf.write(str(path), audio.T, int(sample_rate), subtype=subtype)
+    except Exception as err:
+        raise AudioFileError(path, f"cannot write audio ({err})") from err
+    return path
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Float [-1, 1) -> int16 with rounding and clipping (scale 32768, as soundfile reads PCM_16)."""
+    return np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def from_int16(pcm: np.ndarray) -> np.ndarray:
+    """int16 -> float32 in [-1, 1) (inverse of :func:`to_int16`; equals soundfile's PCM_16 read)."""
+    return np.asarray(pcm, dtype=np.float32) / np.float32(32768.0)
+
+
+def is_audio_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS

@@ -1,0 +1,181 @@
+"""``tfmusic train iass|umx``: train a separation model with the one tf.distribute trainer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+EPILOG = """\
+Configuration is resolved in this order (later wins): model defaults, the run directory's
+config.json (with --resume), --config FILE (YAML or JSON, same nesting as config.json), the
+flags above, then --set KEY=VALUE. `--print-config` shows the result without training.
+
+Run directory: config.json (resolved config), config.yaml (copy of a YAML --config; a JSON one is
+kept as config.source.json), checkpoints/
+(latest + best/), tensorboard/ (train and eval scalars, audio, spectrogram images), history.json
+(one record per evaluation) and model.keras (best weights), which `tfmusic separate` loads.
+
+Scheduling: one evaluation every --eval-every steps is the unit of plateau / early-stopping
+patience (trainer.plateau.{factor,patience,cooldown,min_lr}, trainer.early_stopping.patience).
+
+Examples:
+  tfmusic train iass --data stems/ --target vocals --steps 2000 --batch-size 16
+  tfmusic train umx --data stems/ --target drums --config umx.yaml --strategy mirrored --devices 2
+  tfmusic train iass --data stems/ --target vocals --run-dir runs/v1 --resume --steps 4000
+  TF_CONFIG='{"cluster": {"worker": ["h1:2222", "h2:2222"]}, "task": {"type": "worker", "index": 0}}' \\
+      tfmusic train iass --data /shared/stems --target vocals --strategy multiworker --run-dir /shared/runs/v1
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train an IASS or Open-Unmix separation model (tf.distribute custom loop)",
+        description="Train one separation model for one target on preprocessed stems "
+        "(`tfmusic data preprocess`). Works on one device, several local devices (mirrored) "
+        "or several machines (multiworker), with checkpoints, resume, early stopping, "
+        "reduce-on-plateau, mixed precision and TensorBoard.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", choices=("iass", "umx"), help="iass: activity-aware U-Net (mono); umx: Open-Unmix (stereo)")
+    parser.add_argument("--data", help="preprocessed stems folder (output of `tfmusic data preprocess`)")
+    parser.add_argument("--target", help="instrument to separate, e.g. vocals, drums, bass, piano (default vocals)")
+    parser.add_argument("--config", help="YAML or JSON config file (see --print-config for every key)")
+    parser.add_argument("--run-dir", help="output folder (default runs/<model>-<target>-<time>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its latest checkpoint (same data order, "
+                        "optimizer state, schedules); raise --steps to train longer")
+    parser.add_argument("--steps", type=int, help="total optimizer steps (trainer.steps)")
+    parser.add_argument("--batch-size", type=int, help="global batch size, split over replicas (trainer.batch_size)")
+    parser.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    parser.add_argument("--segment-seconds", type=float, help="training excerpt length (default 6)")
+    parser.add_argument("--eval-every", type=int, help="steps between evaluations (trainer.eval_every)")
+    parser.add_argument("--eval-steps", type=int, help="batches per evaluation (trainer.eval_steps)")
+    parser.add_argument("--no-eval", action="store_true", help="no evaluation split (no plateau / early stopping)")
+    parser.add_argument("--stats-batches", type=int, help="batches for the input statistics (default 32)")
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                        help="tf.distribute strategy (multiworker reads TF_CONFIG)")
+    parser.add_argument("--devices", help="mirrored: a device count (GPUs, or logical CPUs when there is no "
+                        "GPU) or names such as /gpu:0,/gpu:1")
+    parser.add_argument("--mixed-precision", nargs="?", const="mixed_float16",
+                        choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                        help="Keras mixed precision policy (flag alone: mixed_float16, with loss scaling)")
+    parser.add_argument("--seed", type=int, help="seed of weights and data order (default 42)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic data pipeline and TF ops (exactly reproducible resumes)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="any config key, e.g. trainer.plateau.patience=5 or model_kwargs.hidden_size=64 "
+                        "(repeatable)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_train)
+
+
+def _flag_layer(args: argparse.Namespace) -> dict:
+    from tfmusic.training.config import set_dotted
+    from tfmusic.training.strategies import parse_devices
+
+    layer: dict = {}
+    mapping = {
+        "data": "data_dir", "target": "target", "steps": "trainer.steps", "batch_size": "trainer.batch_size",
+        "lr": "learning_rate", "segment_seconds": "segment_seconds", "eval_every": "trainer.eval_every",
+        "eval_steps": "trainer.eval_steps", "stats_batches": "stats_batches", "strategy": "trainer.strategy",
+        "mixed_precision": "trainer.mixed_precision", "seed": "trainer.seed",
+    }
+    for attr, key in mapping.items():
+        value = getattr(args, attr)
+        if value is not None:
+            set_dotted(layer, key, str(Path(value)) if attr == "data" else value)
+    if args.devices is not None:
+        set_dotted(layer, "trainer.devices", parse_devices(args.devices))
+    if args.deterministic:
+        set_dotted(layer, "trainer.deterministic", True)
+    if args.no_eval:
+        set_dotted(layer, "eval_split", None)
+    return layer
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from tfmusic.cli.main import CliError
+    from tfmusic.training.config import ConfigError, load_config_file, parse_assignment, set_dotted
+    from tfmusic.training.separation import resolve_config, run_config_dict
+
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    layers: list[tuple[str, dict]] = []
+    try:
+        if args.resume:
+            if run_dir is None:
+                raise CliError("--resume needs --run-dir (the run to continue)")
+            saved = run_dir / "config.json"
+            if not saved.is_file():
+                raise CliError(f"{saved}: not found; nothing to resume (train without --resume first)")
+            layers.append((str(saved), load_config_file(saved)))
+        if args.config:
+            layers.append((args.config, load_config_file(args.config)))
+        layers.append(("command-line flags", _flag_layer(args)))
+        sets: dict = {}
+        for text in args.assignments:
+            key, value = parse_assignment(text)
+            set_dotted(sets, key, value)
+        if sets:
+            layers.append(("--set", sets))
+        config = resolve_config(args.model, layers)
+    except ConfigError as err:
+        raise CliError(str(err)) from None
+
+    if args.print_config:
+        print(json.dumps(run_config_dict(config), indent=2))
+        return 0
+    if not config.data_dir:
+        raise CliError("--data is required (a folder written by `tfmusic data preprocess`)")
+    data_dir = Path(config.data_dir)
+    if not (data_dir / "manifest.json").is_file():
+        raise CliError(f"{data_dir}: no manifest.json; expected the output folder of `tfmusic data preprocess`")
+    if run_dir is None:
+        run_dir = Path("runs") / f"{config.model}-{config.target}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not args.resume and (run_dir / "checkpoints" / "checkpoint").exists():
+        raise CliError(f"{run_dir}: already holds a training run; add --resume to continue it or pick another --run-dir")
+
+    # The strategy first: logical devices and multi-worker setup need an uninitialised runtime.
+    from tfmusic.training.strategies import is_chief, make_strategy
+
+    try:
+        strategy = make_strategy(config.trainer.strategy, config.trainer.devices)
+    except (ValueError, RuntimeError) as err:
+        raise CliError(str(err)) from None
+
+    from tfmusic.training.separation import SeparationTask
+    from tfmusic.training.trainer import Trainer
+
+    if is_chief(strategy):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if args.config:
+            suffix = Path(args.config).suffix.lower()
+            copy_name = "config.yaml" if suffix in (".yaml", ".yml") else "config.source.json"
+            shutil.copyfile(args.config, run_dir / copy_name)
+    task = SeparationTask(config)
+    trainer = Trainer(task, config.trainer, run_dir, strategy=strategy, resume=args.resume,
+                      run_config=run_config_dict(config), progress=not args.quiet)
+    try:
+        result = trainer.fit()
+    except (ValueError, FileExistsError, KeyError) as err:
+        raise CliError(str(err)) from None
+    if not is_chief(strategy):
+        return 0
+    last = result.history[-1]["eval"] if result.history else {}
+    lines = [
+        f"run directory: {result.run_dir}",
+        f"steps: {result.start_step} -> {result.step}" + (" (early stopping)" if result.stopped_early else ""),
+    ]
+    if result.best_step is not None:
+        lines.append(f"best eval {config.trainer.monitor}: {result.best_metric:.6g} at step {result.best_step}")
+    if last:
+        lines.append("last eval: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
+    lines.append(f"model: {result.model_path}")
+    print("\n".join(lines), file=sys.stdout)
+    return 0

@@ -1,0 +1,1 @@
+"""Multitrack stems: taxonomy, dataset layouts, activity labels, splits, preprocessing and tf.data."""

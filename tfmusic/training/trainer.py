@@ -1,0 +1,499 @@
+"""The one trainer of tfmusic: a ``tf.distribute`` custom training loop around a :class:`Task`.
+
+Why a custom loop: ``model.fit`` does not work with ``MultiWorkerMirroredStrategy`` under Keras 3
+(tf #72388), and several models here need more than one optimizer (Factor-VAE). The loop uses
+``strategy.experimental_distribute_dataset`` + ``strategy.run`` with Keras layers and optimizers,
+so the same code runs on one device, on several local devices (``MirroredStrategy``) and on
+several machines (``MultiWorkerMirroredStrategy``).
+
+Task protocol (subclass :class:`Task`)
+--------------------------------------
+The trainer owns the loop, distribution, metric reduction, evaluation, checkpoints, resume,
+early stopping, reduce-on-plateau, TensorBoard, the progress bar and the run directory. A task
+owns its models, optimizers, datasets and losses:
+
+``build()``
+    Create models and optimizers. Called inside ``strategy.scope()`` after the mixed-precision
+    policy is set. Build everything eagerly here (call each model once on a dummy input and
+    ``optimizer.build(variables)``) so a checkpoint restores immediately. Wrap optimizers with
+    :func:`loss_scale_optimizer` so ``mixed_float16`` gets dynamic loss scaling. ``self.trainer``
+    is set before ``build()`` is called (strategy, config, replica count).
+``checkpoint_items() -> dict[str, trackable]``
+    Everything whose state must survive a resume: models, optimizers (slots, iteration counts,
+    loss scale), extra variables. The key ``"trainer"`` is reserved.
+``optimizers() -> dict[str, Optimizer]``
+    Named optimizers; reduce-on-plateau scales all of their learning rates and TensorBoard logs
+    them as ``lr/<name>``. Factor-VAE returns ``{"vae": ..., "discriminator": ...}``.
+``train_dataset() -> tf.data.Dataset``
+    Batches of the GLOBAL batch size (``trainer.config.batch_size``), deterministic for a given
+    seed (resume replays it with ``Dataset.skip(step)``). The trainer repeats it forever.
+``eval_dataset() -> tf.data.Dataset | None``
+    Optional finite evaluation batches (partial batches are dropped; ``eval_steps`` caps it).
+``prepare()``
+    Optional, fresh runs only (not on resume): e.g. input statistics. Use
+    :meth:`Trainer.reduce_over_dataset` to compute them identically on every worker.
+``train_step(batch) -> dict[str, Tensor]``
+    Runs per replica inside ``strategy.run`` (graph mode): forward pass, loss scaled for the
+    GLOBAL batch (:func:`scale_loss`), gradients, ``optimizer.apply`` - with one or several
+    optimizers (see :func:`minimize`). Returns scalar metrics as per-replica means; the trainer
+    averages them over replicas (``ReduceOp.MEAN``) and over logging windows.
+``eval_step(batch) -> dict[str, Tensor]``
+    Like ``train_step`` without updates. Returned values are averaged over replicas and batches.
+    Ratios such as F1 are computed in ``finalize_metrics`` from averaged counts (scale-invariant).
+``finalize_metrics(metrics: dict[str, float]) -> dict[str, float]``
+    Optional: derive metrics from the averaged evaluation values.
+``write_summaries(batch, step)``
+    Optional: audio / images for TensorBoard, run eagerly on the chief with one undistributed
+    evaluation batch inside the eval writer (see ``tfmusic.training.summaries``).
+``export_model() -> keras.Model``
+    The model saved as ``<run_dir>/model.keras`` with the best weights (lowest monitored
+    evaluation metric; the final weights when nothing was evaluated).
+
+Run directory
+-------------
+``config.json`` (the resolved run config given by the caller), ``checkpoints/`` (latest N +
+``best/``), ``tensorboard/{train,eval}/``, ``history.json`` (one record per evaluation:
+step, train means since the previous evaluation, eval metrics, learning rates) and
+``model.keras``. Only the chief (worker 0) writes them.
+
+Resume
+------
+Every checkpoint holds the task's items plus the trainer's step and its plateau / early-stopping
+/ history state. On resume the training dataset is rebuilt and ``skip(step)`` positions it where
+the interrupted run stopped, so with a deterministic pipeline (``trainer.deterministic: true``)
+a resumed run ends with the same weights as an uninterrupted one. Ctrl-C saves a checkpoint
+before exiting (single-worker strategies).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState
+from tfmusic.training.config import TrainerConfig, save_json
+from tfmusic.training.plateau import EarlyStopping, ReduceOnPlateau
+from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
+from tfmusic.training.summaries import SummaryWriters
+
+log = logging.getLogger(__name__)
+
+
+class Task:
+    """Base class of everything the trainer can train (see the module docstring)."""
+
+    name: str = "task"
+    trainer: "Trainer"
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def checkpoint_items(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
+        return {}
+
+    def train_dataset(self) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    def eval_dataset(self) -> tf.data.Dataset | None:
+        return None
+
+    def prepare(self) -> None:
+        """Fresh runs only: one-off initialisation that depends on data."""
+
+    def train_step(self, batch: Any) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def eval_step(self, batch: Any) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def finalize_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        return metrics
+
+    def write_summaries(self, batch: Any, step: int) -> None:
+        """Optional audio / image summaries (eager, chief only)."""
+
+    def export_model(self) -> keras.Model:
+        raise NotImplementedError
+
+
+def scale_loss(per_example_loss: tf.Tensor) -> tf.Tensor:
+    """Average a per-example loss over the GLOBAL batch, so summed replica gradients are right."""
+    return tf.nn.compute_average_loss(tf.cast(per_example_loss, tf.float32))
+
+
+def loss_scale_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """Wrap ``optimizer`` in dynamic loss scaling when the global policy is ``mixed_float16``."""
+    if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
+        optimizer, keras.optimizers.LossScaleOptimizer
+    ):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def minimize(optimizer: keras.optimizers.Optimizer, loss_fn: Callable[[], Any],
+             variables: list) -> Any:
+    """One optimizer update: ``loss_fn()`` returns ``loss`` or ``(loss, aux)``; the loss must
+    already be scaled for the global batch (:func:`scale_loss`). Handles mixed-precision loss
+    scaling. Returns what ``loss_fn`` returned."""
+    with tf.GradientTape() as tape:
+        result = loss_fn()
+        loss = result[0] if isinstance(result, tuple) else result
+        scaled = optimizer.scale_loss(loss)
+    grads = tape.gradient(scaled, variables)
+    optimizer.apply(grads, variables)
+    return result
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did."""
+
+    run_dir: str
+    step: int
+    start_step: int
+    stopped_early: bool
+    best_step: int | None
+    best_metric: float | None
+    history: list[dict[str, Any]]
+    model_path: str | None
+
+
+def _mean_scalar(value: Any) -> tf.Tensor:
+    return tf.reduce_mean(tf.cast(value, tf.float32))
+
+
+class Trainer:
+    """Runs a :class:`Task` under a ``tf.distribute`` strategy (see the module docstring)."""
+
+    def __init__(self, task: Task, config: TrainerConfig, run_dir: str | Path, *,
+                 strategy: tf.distribute.Strategy | None = None, resume: bool = False,
+                 run_config: Mapping[str, Any] | None = None, progress: bool = True) -> None:
+        config.validate("trainer config")
+        self.task = task
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.strategy = strategy or make_strategy(config.strategy, config.devices)
+        self.resume = resume
+        self.run_config = dict(run_config) if run_config is not None else None
+        self.progress = progress
+        self.chief = is_chief(self.strategy)
+        self.worker = worker_index(self.strategy)
+        if config.batch_size % self.num_replicas:
+            raise ValueError(
+                f"batch_size {config.batch_size} is not divisible by the {self.num_replicas} replicas"
+            )
+
+    # ----------------------------------------------------------------- helpers for tasks
+    @property
+    def num_replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync)
+
+    @property
+    def num_workers(self) -> int:
+        return num_workers(self.strategy)
+
+    @property
+    def per_replica_batch_size(self) -> int:
+        return self.config.batch_size // self.num_replicas
+
+    def distribute(self, dataset: tf.data.Dataset):
+        """The distributed form of a dataset of global batches."""
+        return self.strategy.experimental_distribute_dataset(dataset)
+
+    def reduce_over_dataset(self, dataset: tf.data.Dataset, fn: Callable[[Any], dict[str, tf.Tensor]],
+                            max_batches: int | None = None, desc: str = "statistics") -> dict[str, np.ndarray]:
+        """Sum ``fn(batch)`` (a dict of tensors, per replica) over replicas, workers and batches.
+
+        Every worker gets identical totals, which is what input statistics need.
+        """
+        if max_batches is not None:
+            dataset = dataset.take(max_batches)
+        dataset = dataset.rebatch(self.config.batch_size, drop_remainder=True)
+        strategy = self.strategy
+
+        @tf.function
+        def step(batch):
+            out = strategy.run(fn, args=(batch,))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
+
+        totals: dict[str, np.ndarray] = {}
+        bar = tqdm(desc=desc, total=max_batches, unit="batch", disable=self._bar_disabled(), leave=False)
+        for batch in self.distribute(dataset):
+            for key, value in step(batch).items():
+                value = value.numpy()
+                totals[key] = totals[key] + value if key in totals else value
+            bar.update(1)
+        bar.close()
+        if not totals:
+            raise ValueError(f"{desc}: the dataset yielded no full batch of {self.config.batch_size}")
+        return totals
+
+    def _bar_disabled(self) -> bool:
+        return not (self.progress and self.chief and sys.stderr.isatty())
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self) -> TrainResult:
+        """Train until ``config.steps`` or early stopping; write the run directory."""
+        previous_policy = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(self.config.mixed_precision)
+        self._writers: SummaryWriters | None = None
+        self._keeper: CheckpointKeeper | None = None
+        try:
+            return self._fit()
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
+            if self._writers is not None:
+                self._writers.close()
+            if self._keeper is not None:
+                self._keeper.close()
+
+    def _fit(self) -> TrainResult:
+        cfg = self.config
+        task = self.task
+        strategy = self.strategy
+        if self.chief:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        keras.utils.set_random_seed(cfg.seed)
+        if cfg.deterministic:
+            tf.config.experimental.enable_op_determinism()
+
+        task.trainer = self
+        with strategy.scope():
+            task.build()
+        log.info("task %s built (%d replica(s), %d worker(s))", task.name, self.num_replicas, self.num_workers)
+        state = TrainerState()
+        self._keeper = keeper = CheckpointKeeper(
+            task.checkpoint_items(), task.export_model(), self.run_dir / "checkpoints",
+            state=state, chief=self.chief, worker=self.worker, keep=cfg.keep_checkpoints,
+        )
+        resumed = False
+        if self.resume:
+            resumed = keeper.restore_latest()
+            if not resumed:
+                log.warning("resume: no checkpoint in %s, starting from step 0", keeper.directory)
+        elif keeper.latest is not None:
+            raise FileExistsError(
+                f"{self.run_dir}: the run directory already holds checkpoints; resume it "
+                "(--resume) or choose another run directory"
+            )
+        if resumed:
+            log.info("resumed from %s", keeper.latest)
+        else:
+            task.prepare()
+            log.info("task prepared")
+
+        blob = state.get()
+        plateau = ReduceOnPlateau(**dataclasses.asdict(cfg.plateau))
+        plateau.load_state_dict(blob.get("plateau", {}))
+        early = EarlyStopping(**dataclasses.asdict(cfg.early_stopping))
+        early.load_state_dict(blob.get("early_stopping", {}))
+        history: list[dict[str, Any]] = list(blob.get("history", []))
+        stopped_early = bool(blob.get("stopped_early", False))
+        # training metrics since the last evaluation (so a resumed run reports the same means)
+        eval_window: dict[str, list[float]] = defaultdict(list, blob.get("train_window", {}))
+
+        def sync_state() -> None:
+            state.set({"plateau": plateau.state_dict(), "early_stopping": early.state_dict(),
+                       "history": history, "stopped_early": stopped_early,
+                       "train_window": dict(eval_window)})
+
+        if self.chief and self.run_config is not None:
+            save_json(self.run_config, self.run_dir / "config.json")
+        self._writers = writers = SummaryWriters(self.run_dir, enabled=self.chief)
+
+        start = int(state.step.numpy())
+        train_ds = task.train_dataset().repeat()
+        if start:
+            train_ds = train_ds.skip(start)
+        iterator = iter(self.distribute(train_ds))
+
+        def replica_train_step(batch):
+            return {k: _mean_scalar(v) for k, v in task.train_step(batch).items()}
+
+        @tf.function
+        def train_fn(iterator):
+            outputs = strategy.run(replica_train_step, args=(next(iterator),))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in outputs.items()}
+
+        def replica_eval_step(batch):
+            return {k: _mean_scalar(v) for k, v in task.eval_step(batch).items()}
+
+        @tf.function
+        def eval_fn(batch):
+            outputs = strategy.run(replica_eval_step, args=(batch,))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in outputs.items()}
+
+        self._eval_fn = eval_fn
+        self._summary_batch = None
+        checkpoint_every = cfg.checkpoint_every or cfg.eval_every
+        bar = tqdm(total=cfg.steps, initial=min(start, cfg.steps), desc=f"train {task.name}",
+                   unit="step", disable=self._bar_disabled(), dynamic_ncols=True)
+        log_window: dict[str, list[float]] = defaultdict(list)
+        step = start
+        last_saved = start if resumed else -1
+        try:
+            while step < cfg.steps and not stopped_early:
+                try:
+                    metrics = train_fn(iterator)
+                except (StopIteration, tf.errors.OutOfRangeError):
+                    raise ValueError(f"task {task.name!r}: the training dataset yielded no batches") from None
+                step += 1
+                state.step.assign(step)
+                if step == start + 1:
+                    log.info("first training step done (graph traced)")
+                values = {k: float(v) for k, v in metrics.items()}
+                for key, value in values.items():
+                    log_window[key].append(value)
+                    eval_window[key].append(value)
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    means = {k: float(np.mean(v)) for k, v in log_window.items()}
+                    log_window.clear()
+                    scalars = dict(means)
+                    scalars.update({f"lr/{n}": lr for n, lr in self._learning_rates().items()})
+                    writers.scalars(writers.train, scalars, step)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
+                if step % cfg.eval_every == 0:
+                    record = self._evaluate_and_decide(step, eval_window, plateau, early, keeper)
+                    eval_window.clear()
+                    if record is not None:
+                        history.append(record)
+                        stopped_early = record.pop("_stop")
+                        if self.chief:
+                            save_json({"history": history}, self.run_dir / "history.json")
+                        bar.set_postfix({f"eval_{cfg.monitor}": f"{record['eval'].get(cfg.monitor, float('nan')):.4g}"})
+                if step % checkpoint_every == 0 or stopped_early or step == cfg.steps:
+                    sync_state()
+                    keeper.save(step)
+                    last_saved = step
+        except KeyboardInterrupt:
+            if self.num_workers == 1 and last_saved != step:
+                sync_state()
+                path = keeper.save(step)
+                log.warning("interrupted at step %d; saved %s (continue with --resume)", step, path)
+            raise
+        finally:
+            bar.close()
+        if last_saved != step:
+            sync_state()
+            keeper.save(step)
+
+        if stopped_early and self.chief:
+            log.info("early stopping at step %d (best %s at step %s)", step, early.best, early.best_step)
+        model_path = None
+        if self.chief:
+            model_path = str(self.run_dir / "model.keras")
+            if early.best_step is not None and keeper.restore_best():
+                task.export_model().save(model_path)
+                keeper.restore_latest()  # leave the task in its final state for the caller
+            else:
+                task.export_model().save(model_path)
+            save_json({"history": history}, self.run_dir / "history.json")
+        return TrainResult(run_dir=str(self.run_dir), step=step, start_step=start,
+                           stopped_early=stopped_early, best_step=early.best_step,
+                           best_metric=early.best, history=history, model_path=model_path)
+
+    # ----------------------------------------------------------------- evaluation
+    def _learning_rates(self) -> dict[str, float]:
+        return {name: float(keras.ops.convert_to_numpy(opt.learning_rate))
+                for name, opt in self.task.optimizers().items()}
+
+    def evaluate(self) -> dict[str, float]:
+        """Average ``eval_step`` over the evaluation set (all replicas and workers)."""
+        dataset = self.task.eval_dataset()
+        if dataset is None:
+            return {}
+        dataset = dataset.rebatch(self.config.batch_size, drop_remainder=True)
+        if self.config.eval_steps:
+            dataset = dataset.take(self.config.eval_steps)
+        totals: dict[str, float] = defaultdict(float)
+        count = 0
+        bar = tqdm(desc="eval", total=self.config.eval_steps, unit="batch", leave=False,
+                   disable=self._bar_disabled())
+        for batch in self.distribute(dataset):
+            for key, value in self._eval_fn(batch).items():
+                totals[key] += float(value)
+            count += 1
+            bar.update(1)
+        bar.close()
+        if count == 0:
+            raise ValueError(
+                f"task {self.task.name!r}: the evaluation dataset yielded no full batch of "
+                f"{self.config.batch_size} examples"
+            )
+        return self.task.finalize_metrics({k: v / count for k, v in totals.items()})
+
+    def _evaluate_and_decide(self, step: int, train_window: Mapping[str, list[float]],
+                             plateau: ReduceOnPlateau, early: EarlyStopping,
+                             keeper: CheckpointKeeper) -> dict[str, Any] | None:
+        cfg = self.config
+        metrics = self.evaluate()
+        log.info("step %d: evaluation %s", step, {k: round(v, 5) for k, v in metrics.items()})
+        train_means = {k: float(np.mean(v)) for k, v in train_window.items()}
+        if not metrics:
+            return None
+        if cfg.monitor not in metrics:
+            raise KeyError(
+                f"monitored metric {cfg.monitor!r} is not among the evaluation metrics {sorted(metrics)}"
+            )
+        value = float(metrics[cfg.monitor])
+        lrs = self._learning_rates()
+        if lrs:
+            first = next(iter(lrs.values()))
+            if plateau.update(value, first) is not None:
+                for name, opt in self.task.optimizers().items():
+                    new_lr = max(lrs[name] * plateau.factor, plateau.min_lr)
+                    opt.learning_rate = new_lr
+                    log.info("step %d: %s learning rate %.3g -> %.3g", step, name, lrs[name], new_lr)
+        stop = early.update(value, step)
+        improved = early.improved and early.best_step == step
+        if improved:
+            keeper.save_best(step)
+        self._writers.scalars(self._writers.eval, metrics, step)
+        if cfg.summaries and self.chief:
+            self._write_task_summaries(step)
+            log.info("step %d: summaries written", step)
+        record = {"step": step, "train": train_means, "eval": {k: float(v) for k, v in metrics.items()},
+                  "lr": self._learning_rates(), "best": improved, "_stop": bool(stop)}
+        if not all(math.isfinite(v) for v in record["eval"].values()):
+            log.warning("step %d: non-finite evaluation metrics %s", step, record["eval"])
+        return record
+
+    def _write_task_summaries(self, step: int) -> None:
+        if type(self.task).write_summaries is Task.write_summaries:
+            return
+        if self._summary_batch is None:
+            dataset = self.task.eval_dataset()
+            if dataset is None:
+                return
+            for batch in dataset.take(1):
+                self._summary_batch = batch
+            if self._summary_batch is None:
+                return
+        with self._writers.eval.as_default(step=step):
+            self.task.write_summaries(self._summary_batch, step)
+        self._writers.eval.flush()
+
+
+def run_task(task: Task, config: TrainerConfig, run_dir: str | Path, **kwargs: Any) -> TrainResult:
+    """Shorthand: ``Trainer(task, config, run_dir, **kwargs).fit()``."""
+    return Trainer(task, config, run_dir, **kwargs).fit()
+
+
+__all__ = [
+    "Task", "Trainer", "TrainResult", "minimize", "scale_loss", "loss_scale_optimizer", "run_task",
+]
+
