@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,7 +66,7 @@ def test_evaluate_oracles_json_matches_museval_schema(song, transforms, tmp_path
 
     docs = sep.evaluate_oracles(song, ["piano", "drums"], ["ibm", "mix"], transforms=transforms)
     assert set(docs) == {"IBM", "input-SDR"}
-    schema = json.loads((__import__("pathlib").Path(museval.__file__).parent / "musdb.schema.json").read_text())
+    schema = json.loads((Path(museval.__file__).parent / "musdb.schema.json").read_text())
     for doc in docs.values():
         path = sep.write_track_json(doc, tmp_path, "test")
         assert path == tmp_path / doc["method"] / "test" / "song_1.json"

@@ -14,9 +14,17 @@ labels); with ``center=True`` the signal is padded by ``n_fft // 2`` on both sid
 
 Framing: when ``n_fft`` is a multiple of ``hop`` (always, for the project's 4096/1024) the signal is
 reshaped into hop-sized blocks and the transform is the sum of ``n_fft // hop`` block-matrix
-products with slices of the basis; no overlapping frame tensor is ever built. That was measured
-faster on CPU than a strided ``conv1d`` with the same basis (see ``bench/bench_separation_speed.py``,
-rows "STFT"); the ``conv1d`` framing is kept as ``framing="conv"`` for other hop sizes.
+products with slices of the basis; no overlapping frame tensor is ever built. A strided ``conv1d``
+with the same basis (``framing="conv"``, also used for other hop sizes) measured the same speed
+within noise on the shared 2-core CPU (``bench/bench_separation_speed.py``, first row).
+
+The basis is rebuilt in-graph from 4096-entry cos/sin tables on each call (a small fraction of the
+matmul itself): stored as a constant it would be 67 MB per direction in every traced graph and
+SavedModel, and tracing slowed from ~1 s to ~10 s.
+
+``method="fft"`` (an extra, not the default) computes the same spectra with ``keras.ops.rfft`` /
+``irfft``: about 20x faster on CPU but not ONNX-convertible. In-process separation (the CLI) uses
+it; anything exported keeps the default ``method="dft"``.
 """
 
 from __future__ import annotations

@@ -257,9 +257,10 @@ def activity_curve(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, A
 # --------------------------------------------------------------------------------------------
 
 def _stft_pair(center: bool = True):
+    """tfmusic's STFT/iSTFT pair; the rfft method (same spectra, not ONNX-exportable) for speed."""
     from tfmusic.audio.stft import ISTFT, STFT
 
-    return STFT(center=center), ISTFT(center=center)
+    return STFT(center=center, method="fft"), ISTFT(center=center, method="fft")
 
 
 def oracle_estimate(mixture: np.ndarray, reference: np.ndarray, kind: str,
@@ -650,7 +651,8 @@ class TrackEvaluator:
             self._models = {}
             for m in self.config.methods:
                 try:
-                    separator = load_separator(list(m.paths))
+                    # in process: the FFT STFT gives the same spectra ~20x faster than the DFT basis
+                    separator = load_separator(list(m.paths), stft_method="fft")
                 except (ValueError, FileNotFoundError) as err:
                     raise ValueError(f"method {m.name!r}: {err}") from err
                 self._models[m.name] = (chunk_function(separator), list(separator.target_names))

@@ -6,9 +6,9 @@
 reconstruct), magnitude, each model's mask, then either the mask applied to the complex mixture
 (mixture phase) or, with ``wiener_iterations > 0``, a multichannel Wiener EM post-filter, then iSTFT.
 
-Channel handling: a mono model on stereo input sees the channel-averaged magnitude (the IASS front
-end, spec A.2) and its mask is applied to every channel; a multichannel model on mono input sees the
-channel repeated and its masks are averaged.
+Channel handling: a mono model on stereo input sees the magnitude of the channel mean (a time-domain
+mixdown, as the mono training data and the IASS test code) and its mask is applied to every
+channel; a multichannel model on mono input sees the channel repeated and its masks are averaged.
 
 Wiener EM (Duong et al. 2010 / norbert, the IASS paper's "future work"): sources are the targets
 plus a residual (mixture minus all targets, so a single target still has a competitor). Per
@@ -114,11 +114,11 @@ class Separator(keras.Model):
     def targets(self) -> dict[str, keras.Model]:
         return dict(zip(self.target_names, self.target_models))
 
-    def _model_input(self, mag, model_channels: int, channels: int):
+    def _model_input(self, mag, x_re, x_im, model_channels: int, channels: int):
         if model_channels == channels:
             return mag
-        if model_channels == 1:
-            return ops.mean(mag, axis=1, keepdims=True)
+        if model_channels == 1:  # time-domain mixdown, as in training data and the IASS test code
+            return self.magnitude(ops.mean(x_re, axis=1, keepdims=True), ops.mean(x_im, axis=1, keepdims=True))
         if channels == 1:
             return ops.repeat(mag, model_channels, axis=1)
         raise ValueError(f"a {model_channels}-channel model cannot separate {channels}-channel audio")
@@ -134,7 +134,7 @@ class Separator(keras.Model):
         outputs = {}
         masks = []
         for name, model in zip(self.target_names, self.target_models):
-            out = model(self._model_input(mag, model.nb_channels, channels), training=False)
+            out = model(self._model_input(mag, x_re, x_im, model.nb_channels, channels), training=False)
             mask = out["mask"]
             if model.nb_channels > 1 and channels == 1:
                 mask = ops.mean(mask, axis=1, keepdims=True)
