@@ -8,7 +8,7 @@ DEMO_OUT ?= demo_out
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help venv demo test bench experiment experiment-vae clean lint
+.PHONY: help venv demo test bench experiment experiment-vae clean
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on embedded defaults (writes $(DEMO_OUT)/)"
@@ -44,3 +44,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench/results .pytest_cache
+
+experiment: $(STAMP)
+	$(PY) bench/experiment_separation.py --out bench/results/separation
+
+experiment-vae: $(STAMP)
+	$(PY) bench/experiment_vae.py --out bench/results/experiment_vae --data data/measures_folk

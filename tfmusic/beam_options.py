@@ -3,14 +3,17 @@
 Since Beam 2.68 the DirectRunner tries to download the Prism binary first, which fails offline.
 tfmusic therefore pins the in-process FnApiRunner whenever no ``--runner`` is given. Any standard
 Beam flag (``--runner``, ``--direct_num_workers``, ``--direct_running_mode``, Dataflow flags)
-passes through untouched.
+passes through untouched. With the pinned runner the pipeline options also reach the SDK worker
+subprocesses of ``--direct_running_mode=multi_processing`` (a bare ``FnApiRunner()`` hands them
+none), and their log level defaults to WARNING unless ``--default_sdk_harness_log_level`` is given.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 DEFAULT_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+DEFAULT_WORKER_LOG_LEVEL = "WARNING"
 
 
 def has_flag(argv: Sequence[str], name: str) -> bool:
@@ -18,13 +21,19 @@ def has_flag(argv: Sequence[str], name: str) -> bool:
 
 
 def pipeline_options(beam_args: Sequence[str] = ()):
-    """Build ``PipelineOptions`` from pass-through Beam flags, defaulting to the FnApiRunner."""
+    """Build ``PipelineOptions`` from pass-through Beam flags, defaulting to the FnApiRunner.
+
+    Returns ``(options, runner)``: ``runner`` is ``DEFAULT_RUNNER`` when tfmusic pins the runner
+    (then worker logs default to WARNING), else ``None`` and the flags are used as given.
+    """
     from apache_beam.options.pipeline_options import PipelineOptions
 
     args = list(beam_args)
     runner = None
     if not has_flag(args, "--runner"):
         runner = DEFAULT_RUNNER
+        if not has_flag(args, "--default_sdk_harness_log_level"):
+            args.append(f"--default_sdk_harness_log_level={DEFAULT_WORKER_LOG_LEVEL}")
     options = PipelineOptions(args)
     return options, runner
 
@@ -36,6 +45,43 @@ def make_pipeline(beam_args: Sequence[str] = ()):
     options, runner = pipeline_options(beam_args)
     if runner is None:
         return beam.Pipeline(options=options)
+    from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
-    return beam.Pipeline(runner=FnApiRunner(), options=options)
+    # FnApiRunner() alone provisions workers with empty options; multi_processing workers read
+    # theirs (log level, pickler, ...) from this provision info, as under the portable runner.
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(
+        retrieval_token="unused-retrieval-token", pipeline_options=encoded))
+    return beam.Pipeline(runner=FnApiRunner(provision_info=provision), options=options)
+
+
+def progress_dofn(fn: Callable[[Any], Any], *, total: int, desc: str, unit: str, enabled: bool = True):
+    """A DoFn yielding ``fn(element)`` per element and ticking a tqdm bar, one bar per worker.
+
+    The bar opens in ``setup`` and closes in ``teardown``; ``disable=None`` keeps non-TTY runs quiet
+    and ``enabled=False`` (``--quiet``) turns it off. ``fn`` must be picklable (multi_processing).
+    """
+    import apache_beam as beam
+
+    class ProgressDoFn(beam.DoFn):
+        def setup(self):
+            self._bar = None
+            if enabled:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False)
+
+        def process(self, element):
+            result = fn(element)
+            if self._bar is not None:
+                self._bar.update(1)
+            yield result
+
+        def teardown(self):
+            if self._bar is not None:
+                self._bar.close()
+
+    return ProgressDoFn()

@@ -33,6 +33,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmusic.audio.frames import num_frames
+
 __all__ = [
     "ISTFT",
     "STFT",
@@ -43,15 +45,6 @@ __all__ = [
     "hann_window",
     "num_frames",
 ]
-
-
-def num_frames(samples: int, n_fft: int = 4096, hop: int = 1024, center: bool = False) -> int:
-    """Number of STFT frames for ``samples`` samples (0 if the signal is shorter than one frame)."""
-    if center:
-        return 1 + samples // hop
-    if samples < n_fft:
-        return 0
-    return 1 + (samples - n_fft) // hop
 
 
 def hann_window(n_fft: int) -> np.ndarray:

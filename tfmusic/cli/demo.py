@@ -15,11 +15,29 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 
-def stages(out: Path) -> list[tuple[str, list[list[str]]]]:
-    """(stage name, commands) in order; each command is a `tfmusic` argument list."""
+def first_test_song(stems_dir: str) -> str:
+    """The mixture file of the first held-out song (known only after preprocessing)."""
+    from tfmusic.data.stems.splits import tracks_for_split
+
+    tracks = tracks_for_split(stems_dir, "test")
+    if not tracks or tracks[0].mixture is None:
+        raise SystemExit(f"demo: no test song with a mixture file in {stems_dir}")
+    return str(tracks[0].mixture)
+
+
+Command = list[str] | Callable[[], list[str]]
+
+
+def stages(out: Path) -> list[tuple[str, list[Command]]]:
+    """(stage name, commands) in order; a command is a `tfmusic` argument list, or a function
+    returning one when it depends on what earlier stages wrote."""
     o = str(out)
+    brief_training = ["--steps", "20", "--batch-size", "4", "--segment-seconds", "3", "--eval-every", "10",
+                      "--eval-steps", "2", "--stats-batches", "4", "--quiet"]
+    separator_runs = ["--model", f"{o}/runs/iass-drums", "--model", f"{o}/runs/umx-drums"]
     return [
         ("dmelodies", [
             ["dmelodies", "generate", "--out", f"{o}/dmelodies",
@@ -27,6 +45,45 @@ def stages(out: Path) -> list[tuple[str, list[list[str]]]]:
             ["dmelodies", "info", f"{o}/dmelodies"],
             ["dmelodies", "export-midi", "--data", f"{o}/dmelodies", "--indices", "0,1,2999,123456",
              "--out", f"{o}/dmelodies_examples", "--png"],
+        ]),
+        ("multitrack", [
+            ["data", "synthesize", "--out", f"{o}/synth", "--songs", "12", "--seed", "0"],
+            ["data", "preprocess", "--input", f"{o}/synth", "--out", f"{o}/stems", "--splits", "0.6,0.2,0.2"],
+            ["data", "inspect", f"{o}/stems"],
+        ]),
+        ("separation", [
+            ["train", "iass", "--data", f"{o}/stems", "--target", "drums", "--run-dir", f"{o}/runs/iass-drums",
+             *brief_training],
+            ["train", "umx", "--data", f"{o}/stems", "--target", "drums", "--run-dir", f"{o}/runs/umx-drums",
+             *brief_training],
+            lambda: ["separate", first_test_song(f"{o}/stems"), "--model", f"{o}/runs/iass-drums",
+                     "--out", f"{o}/separated", "--plot", "--quiet"],
+        ]),
+        ("evaluation", [
+            ["evaluate", "--model", f"IASS={o}/runs/iass-drums", "--model", f"Open-Unmix={o}/runs/umx-drums",
+             "--data", f"{o}/stems", "--split", "test", "--out", f"{o}/eval", "--limit", "2",
+             "--max-seconds", "6", "--quiet"],
+            ["report", "--results", f"{o}/eval", "--out", f"{o}/report", "--baseline", "Open-Unmix"],
+        ]),
+        ("ar-vae", [
+            ["dmelodies", "generate", "--out", f"{o}/vae_dmelodies", "--limit", "6000", "--num-shards", "2,1,1",
+             "--quiet"],
+            ["vae", "train", "--model", "dmelodies-cnn", "--objective", "ar", "--data", f"{o}/vae_dmelodies",
+             "--out", f"{o}/runs/vae-ar", "--steps", "300", "--batch-size", "64", "--lr", "2e-3",
+             "--eval-every", "150", "--eval-steps", "4", "--quiet"],
+            ["vae", "traverse", f"{o}/runs/vae-ar", "--dim", "3", "--out", f"{o}/vae_traversal"],
+        ]),
+        ("export-serve", [
+            ["export", "saved-model", "--model", f"{o}/runs/iass-drums", "--repo", f"{o}/models",
+             "--name", "separator", "--version", "1", "--overwrite"],
+            ["export", "saved-model", "--model", f"{o}/runs/vae-ar", "--repo", f"{o}/models", "--name", "vae",
+             "--version", "1", "--overwrite"],
+            ["export", "onnx", "--saved-model", f"{o}/models/separator", "--out", f"{o}/onnx/separator.onnx"],
+            lambda: ["serve", "--models", f"{o}/models", "--config", "serving/models.config", "--port", "0",
+                     "--run", "separate", first_test_song(f"{o}/stems"), "--server", "{address}",
+                     "--out", f"{o}/separated_grpc", "--quiet"],
+            lambda: ["separate", first_test_song(f"{o}/stems"), "--backend", "onnx",
+                     "--model", f"{o}/onnx/separator.onnx", "--out", f"{o}/separated_onnx", "--quiet"],
         ]),
     ]
 
@@ -51,7 +108,7 @@ def run_demo(args: argparse.Namespace) -> int:
     timings: list[tuple[str, float]] = []
     for name, commands in selected:
         print(f"\n=== demo stage: {name}", flush=True)
-        timings.append((name, sum(run_command(c) for c in commands)))
+        timings.append((name, sum(run_command(c() if callable(c) else c) for c in commands)))
     print("\n=== demo finished; wall time per stage:")
     for name, seconds in timings:
         print(f"  {name:<14} {seconds:8.1f} s")

@@ -474,7 +474,7 @@ def build(
 
     import apache_beam as beam
 
-    from tfmusic.beam_options import make_pipeline
+    from tfmusic.beam_options import make_pipeline, progress_dofn
     from tfmusic.data.tfds_metadata import shard_filename, write_tfrecord
 
     out_dir = Path(out_dir)
@@ -486,25 +486,9 @@ def build(
     results_dir = out_dir / ".parts"
     results_dir.mkdir(exist_ok=True)
 
-    class ExtractFile(beam.DoFn):
-        def setup(self):
-            self._bar = None
-            if progress:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=len(sources), desc="measures: files", unit="file",
-                                 disable=None, leave=False)
-
-        def process(self, source):
-            collection, relpath = source
-            result = extract_file(collection, relpath, cache)
-            if self._bar is not None:
-                self._bar.update(1)
-            yield result
-
-        def teardown(self):
-            if self._bar is not None:
-                self._bar.close()
+    def extract(source):
+        collection, relpath = source
+        return extract_file(collection, relpath, cache)
 
     def write_split(item):
         split, keyed = item
@@ -525,7 +509,8 @@ def build(
     with make_pipeline(beam_args) as p:
         results = (p | "Sources" >> beam.Create(sources)
                    | "Reshuffle" >> beam.Reshuffle()
-                   | "Extract" >> beam.ParDo(ExtractFile()))
+                   | "Extract" >> beam.ParDo(progress_dofn(extract, total=len(sources), desc="measures: files",
+                                                           unit="file", enabled=progress)))
         (results | "Stats" >> beam.Map(file_stats)
          | "SumStats" >> beam.CombineGlobally(merge)
          | "WriteStats" >> beam.Map(write_stats))

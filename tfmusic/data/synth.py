@@ -436,7 +436,7 @@ def synthesize(
     """The Beam job: render ``songs`` songs in parallel into ``out_dir``; writes ``synth_manifest.json``."""
     import apache_beam as beam
 
-    from tfmusic.beam_options import make_pipeline
+    from tfmusic.beam_options import make_pipeline, progress_dofn
 
     if songs < 1:
         raise ValueError(f"songs must be >= 1, got {songs}")
@@ -453,27 +453,14 @@ def synthesize(
     for stale in parts_dir.glob("*.json"):
         stale.unlink()
 
-    class Render(beam.DoFn):
-        def setup(self):
-            self._bar = None
-            if progress:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=songs, desc="synthesize: songs", unit="song", disable=None, leave=False)
-
-        def process(self, index):
-            result = synthesize_song(index, str(out_dir), seed, seconds, sample_rate)
-            (parts_dir / f"{index:06d}.json").write_text(json.dumps(result))
-            if self._bar is not None:
-                self._bar.update(1)
-            yield result
-
-        def teardown(self):
-            if self._bar is not None:
-                self._bar.close()
+    def render(index):
+        result = synthesize_song(index, str(out_dir), seed, seconds, sample_rate)
+        (parts_dir / f"{index:06d}.json").write_text(json.dumps(result))
+        return result
 
     with make_pipeline(beam_args) as p:
-        _ = p | "Songs" >> beam.Create(list(range(songs)), reshuffle=True) | "Render" >> beam.ParDo(Render())
+        _ = p | "Songs" >> beam.Create(list(range(songs)), reshuffle=True) | "Render" >> beam.ParDo(
+            progress_dofn(render, total=songs, desc="synthesize: songs", unit="song", enabled=progress))
 
     results = [json.loads(f.read_text()) for f in sorted(parts_dir.glob("*.json"))]
     for f in parts_dir.glob("*.json"):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfmusic.audio.frames import num_frames  # center=False framing, re-exported for callers
+
 WIN = 4096
 HOP = 1024
 LPF_CUTOFF = 0.075  # normalized (Nyquist = 1) cutoff of the 2nd-order Butterworth smoother
@@ -15,11 +17,6 @@ THETA = 20.0  # sigmoid slope
 OFFSET = 0.15  # sigmoid centre
 FLOOR = 0.01  # frames whose normalized channel-sum is below this are silent
 THRESHOLD = 0.5  # confidence >= THRESHOLD -> active (training binarization)
-
-
-def num_frames(samples: int, n_fft: int = WIN, hop: int = HOP) -> int:
-    """STFT frame count with center=False: ``1 + (samples - n_fft) // hop`` (0 if too short)."""
-    return max(0, 1 + (int(samples) - n_fft) // hop)
 
 
 def _envelope(channel: np.ndarray) -> np.ndarray:

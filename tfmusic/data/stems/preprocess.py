@@ -270,7 +270,7 @@ def preprocess(
     """Run the preprocessing Beam job; writes shards, ``manifest.json`` and ``rejects.jsonl``."""
     import apache_beam as beam
 
-    from tfmusic.beam_options import make_pipeline
+    from tfmusic.beam_options import make_pipeline, progress_dofn
 
     start = time.time()
     input_dir, out_dir = Path(input_dir), Path(out_dir)
@@ -288,35 +288,21 @@ def preprocess(
     results_dir.mkdir()
     jobs = [(t.to_dict(), split_of[t.song_id], str(parts_dir / f"{i:06d}.tfrecord")) for i, t in enumerate(tracks)]
 
-    class Process(beam.DoFn):
-        def setup(self):
-            self._bar = None
-            if progress:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=len(jobs), desc="preprocess: songs", unit="song", disable=None, leave=False)
-
-        def process(self, job):
-            track_dict, split, part = job
-            try:
-                result = process_track(track_dict, split, config, part)
-            except Exception as err:  # an unexpected failure rejects the song, the job goes on
-                log.exception("song %s failed", track_dict["song_id"])
-                result = {"song_id": track_dict["song_id"], "split": split, "layout": track_dict["layout"],
-                          "status": "rejected", "reason": f"{type(err).__name__}: {err}",
-                          "stems_in": sum(len(v) for v in track_dict["stems"].values()) + len(track_dict["rejected_stems"]),
-                          "stems_written": 0, "segments": 0, "unknown_labels": track_dict["unknown_labels"],
-                          "rejects": [_reject(track_dict["path"], f"{type(err).__name__}: {err}", track_dict["song_id"], "song")]}
-                result["stems_rejected"] = result["stems_in"]
-            name = Path(part).stem
-            (results_dir / f"{name}.json").write_text(json.dumps(result))
-            if self._bar is not None:
-                self._bar.update(1)
-            yield result
-
-        def teardown(self):
-            if self._bar is not None:
-                self._bar.close()
+    def process_job(job):
+        track_dict, split, part = job
+        try:
+            result = process_track(track_dict, split, config, part)
+        except Exception as err:  # an unexpected failure rejects the song, the job goes on
+            log.exception("song %s failed", track_dict["song_id"])
+            result = {"song_id": track_dict["song_id"], "split": split, "layout": track_dict["layout"],
+                      "status": "rejected", "reason": f"{type(err).__name__}: {err}",
+                      "stems_in": sum(len(v) for v in track_dict["stems"].values()) + len(track_dict["rejected_stems"]),
+                      "stems_written": 0, "segments": 0, "unknown_labels": track_dict["unknown_labels"],
+                      "rejects": [_reject(track_dict["path"], f"{type(err).__name__}: {err}", track_dict["song_id"], "song")]}
+            result["stems_rejected"] = result["stems_in"]
+        name = Path(part).stem
+        (results_dir / f"{name}.json").write_text(json.dumps(result))
+        return result
 
     def write_shards(item):
         split, parts = item
@@ -324,7 +310,8 @@ def preprocess(
         (results_dir / f"shards-{split}.json").write_text(json.dumps(info))
 
     with make_pipeline(beam_args) as p:
-        results = (p | "Songs" >> beam.Create(jobs, reshuffle=True) | "Process" >> beam.ParDo(Process()))
+        results = (p | "Songs" >> beam.Create(jobs, reshuffle=True) | "Process" >> beam.ParDo(
+            progress_dofn(process_job, total=len(jobs), desc="preprocess: songs", unit="song", enabled=progress)))
         (results
          | "Written" >> beam.Filter(lambda r: r["status"] == "written")
          | "KeyBySplit" >> beam.Map(lambda r: (r["split"], (r["song_id"], r["part"], r["bytes"])))
