@@ -52,7 +52,7 @@ def make_pipeline(beam_args: Sequence[str] = ()):
 
     # FnApiRunner() alone provisions workers with empty options; multi_processing workers read
     # theirs (log level, pickler, ...) from this provision info, as under the portable runner.
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options(drop_default=True))
     provision = ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(
         retrieval_token="unused-retrieval-token", pipeline_options=encoded))
     return beam.Pipeline(runner=FnApiRunner(provision_info=provision), options=options)

@@ -23,13 +23,30 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["ChunkFn", "chunk_starts", "crossfade_window", "separate_in_chunks"]
+__all__ = ["ChunkFn", "chunk_starts", "crossfade_window", "graph_chunk_fn", "separate_in_chunks"]
 
 ChunkFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 """Maps a chunk ``(C, L)`` float32 to named outputs (waveforms ``(C', L)`` or frame curves)."""
 
 Sink = Callable[[str, np.ndarray], None]
 """Receives ``(name, finished waveform segment (C', n))`` in order, for streaming writes."""
+
+
+def graph_chunk_fn(model: Callable, *, reduce_retracing: bool = False) -> ChunkFn:
+    """A :data:`ChunkFn` running a Keras separator (``(1, C, L)`` -> ``{name: (1, ...)}``) as a TF graph.
+
+    The TF graph boundary lives here, not in the model: one trace per ``(channels, chunk)`` shape.
+    TensorFlow is imported lazily so numpy-only users of this module never load it.
+    """
+    import tensorflow as tf
+
+    run = tf.function(lambda x: model(x, training=False), jit_compile=False, reduce_retracing=reduce_retracing)
+
+    def separate_chunk(chunk: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = run(tf.constant(chunk[None]))
+        return {name: value.numpy()[0] for name, value in outputs.items()}
+
+    return separate_chunk
 
 
 def chunk_starts(total: int, chunk: int, overlap: int, hop: int = 1) -> list[int]:

@@ -51,8 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DropKnownNoise(logging.Filter):
+    """Hide import-time warnings from optional Beam GCP extras that tfmusic never uses."""
+
+    NOISE = ("apitools not found",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in self.NOISE)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger().addFilter(_DropKnownNoise())
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(

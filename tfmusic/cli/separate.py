@@ -48,8 +48,7 @@ BackendFactory = Callable[[argparse.Namespace], tuple[ChunkFn, list[str]]]
 
 def _keras_backend(args: argparse.Namespace) -> tuple[ChunkFn, list[str]]:
     """Load the models into one Keras Separator; the chunk function runs it as a traced graph."""
-    import tensorflow as tf
-
+    from tfmusic.audio.chunking import graph_chunk_fn
     from tfmusic.cli.main import CliError
     from tfmusic.models.separator import load_separator
 
@@ -69,14 +68,7 @@ def _keras_backend(args: argparse.Namespace) -> tuple[ChunkFn, list[str]]:
     except ValueError as err:
         raise CliError(str(err)) from err
 
-    # The TF graph boundary lives here (CLI), not in the model: one trace per (channels, chunk) shape.
-    run = tf.function(lambda x: separator(x, training=False), jit_compile=False)
-
-    def separate_chunk(chunk: np.ndarray) -> dict:
-        outputs = run(tf.constant(chunk[None]))
-        return {name: value.numpy()[0] for name, value in outputs.items()}
-
-    return separate_chunk, list(separator.target_names)
+    return graph_chunk_fn(separator), list(separator.target_names)
 
 
 # Other areas add entries (e.g. "onnx", a TF Serving client); keep factories' imports lazy.

@@ -646,6 +646,7 @@ class TrackEvaluator:
     def models(self) -> dict[str, tuple[Callable, list[str]]]:
         """method name -> (chunk function, targets), loaded once per process."""
         if self._models is None:
+            from tfmusic.audio.chunking import graph_chunk_fn
             from tfmusic.models.separator import load_separator
 
             self._models = {}
@@ -655,7 +656,8 @@ class TrackEvaluator:
                     separator = load_separator(list(m.paths), stft_method="fft")
                 except (ValueError, FileNotFoundError) as err:
                     raise ValueError(f"method {m.name!r}: {err}") from err
-                self._models[m.name] = (chunk_function(separator), list(separator.target_names))
+                self._models[m.name] = (graph_chunk_fn(separator, reduce_retracing=True),
+                                        list(separator.target_names))
         return self._models
 
     def targets(self) -> list[str]:
@@ -689,19 +691,6 @@ class TrackEvaluator:
 
 CHUNK_SECONDS = 30.0  # as `tfmusic separate`: bounds memory on long songs
 OVERLAP_SECONDS = 1.0
-
-
-def chunk_function(separator: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """``(C, L)`` chunk -> ``{name: array}`` running ``separator`` as one traced TF graph per shape."""
-    import tensorflow as tf
-
-    run = tf.function(lambda x: separator(x, training=False), jit_compile=False, reduce_retracing=True)
-
-    def separate_chunk(chunk: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = run(tf.constant(chunk[None]))
-        return {name: value.numpy()[0] for name, value in outputs.items()}
-
-    return separate_chunk
 
 
 def separate_track(separate_chunk: Callable[[np.ndarray], Mapping[str, np.ndarray]], targets: Sequence[str],

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from tfmusic.models.vae.core import PACKAGE, StackedGRUCell, TracedBuild
-from tfmusic.models.vae.encoders import IMAGE_VARIANTS
+from tfmusic.models.vae.encoders import image_z_dim
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -132,10 +132,8 @@ class ImageDecoder(TracedBuild, keras.layers.Layer):
 
     def __init__(self, variant: str = "sprites", z_dim: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if variant not in IMAGE_VARIANTS:
-            raise ValueError(f"unknown image VAE variant {variant!r}; expected one of {IMAGE_VARIANTS}")
+        self.z_dim = image_z_dim(variant, z_dim)
         self.variant = variant
-        self.z_dim = int(z_dim if z_dim is not None else (10 if variant == "sprites" else 16))
         if variant == "sprites":
             self.body = [keras.layers.Dense(256, activation="relu", name="fc_0"),
                          keras.layers.Dense(256, activation="relu", name="fc_1"),

@@ -86,6 +86,14 @@ class CNNEncoder(TracedBuild, keras.layers.Layer):
 
 
 IMAGE_VARIANTS = ("sprites", "mnist")
+IMAGE_Z_DIMS = {"sprites": 10, "mnist": 16}  # B.5 latent sizes, the default when z_dim is not given
+
+
+def image_z_dim(variant: str, z_dim: int | None) -> int:
+    """Validate an image VAE ``variant`` and resolve its latent size, shared by encoder and decoder."""
+    if variant not in IMAGE_VARIANTS:
+        raise ValueError(f"unknown image VAE variant {variant!r}; expected one of {IMAGE_VARIANTS}")
+    return int(z_dim if z_dim is not None else IMAGE_Z_DIMS[variant])
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -98,10 +106,8 @@ class ImageEncoder(TracedBuild, keras.layers.Layer):
 
     def __init__(self, variant: str = "sprites", z_dim: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if variant not in IMAGE_VARIANTS:
-            raise ValueError(f"unknown image VAE variant {variant!r}; expected one of {IMAGE_VARIANTS}")
+        self.z_dim = image_z_dim(variant, z_dim)
         self.variant = variant
-        self.z_dim = int(z_dim if z_dim is not None else (10 if variant == "sprites" else 16))
         if variant == "sprites":
             self.body = [keras.layers.Conv2D(32, 4, strides=2, padding="same", activation="relu", name=f"conv_{i}")
                          for i in range(4)]
