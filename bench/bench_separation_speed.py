@@ -6,9 +6,13 @@ Rows (ratio = reference time / ours, > 1 means ours is faster):
 - IASS inference, 1 target, 30 s mono, waveform -> stems: Keras Separator vs a PyTorch IASS written
   here from the spec (A.3; 3,205,682 parameters, asserted) with torch.stft / torch.istft.
 - Open-Unmix inference, 4 targets, 30 s stereo, no Wiener: Keras Separator vs ``openunmix.Separator``.
+- IASS x 4 targets (4 IASS models in one Keras Separator) vs the PyTorch Open-Unmix Separator with
+  4 targets, same 30 s stereo excerpt: the real-time factor of each (processing s / audio s) and
+  the ratio. The PyTorch Open-Unmix run is timed once and shared with the row above.
 - Training step (forward + backward + Adam) on precomputed 6 s magnitudes: IASS (MSE + 2 x BCE)
   and Open-Unmix (MSE), batch ``TFMUSIC_BENCH_BATCH`` (default 4: the spec's batch 16 of 6 s
-  needs over 10 GB for the Keras IASS step, which a 2-core CI box may not have).
+  needs over 10 GB for the Keras IASS step, which a 2-core CI box may not have); Open-Unmix also
+  as training steps per second (ratio = ours / PyTorch, > 1 means ours is faster).
 
 Both sides use the same 2 CPU threads budget (torch.set_num_threads(2); TF default on 2 cores).
 Environment knobs for a loaded machine: ``TFMUSIC_BENCH_BATCH`` (training batch),
@@ -45,8 +49,12 @@ def _time(fn, repeats: int) -> float:
     return best
 
 
-def _row(what, ours, reference, unit, target_ratio, notes) -> dict:
-    ratio = reference / ours if ours and reference else None
+def _row(what, ours, reference, unit, target_ratio, notes, higher_is_better: bool = False) -> dict:
+    """One result row; ``ratio`` > 1 always means ours is better (faster)."""
+    if ours and reference:
+        ratio = ours / reference if higher_is_better else reference / ours
+    else:
+        ratio = None
     return {
         "what": what,
         "ours": round(ours, 4),
@@ -197,11 +205,16 @@ def _bench_umx_inference(repeats: int, seconds: int) -> list[dict]:
     from tfmusic.models.openunmix import OpenUnmix
     from tfmusic.models.separator import Separator
 
+    from tfmusic.models.iass import IASS
+
     targets = ("vocals", "drums", "bass", "other")
     x = (0.1 * np.random.default_rng(2).standard_normal((1, 2, SR * seconds))).astype(np.float32)
     sep = Separator({t: OpenUnmix() for t in targets}, stft_method="fft")
     run = tf.function(lambda v: sep(v, training=False))
     ours = _time(lambda: run(x)["vocals"].numpy(), repeats)
+    iass_sep = Separator({t: IASS() for t in targets}, stft_method="fft")  # mono models: channel mixdown
+    iass_run = tf.function(lambda v: iass_sep(v, training=False))
+    iass = _time(lambda: iass_run(x)["vocals"].numpy(), repeats)
 
     umx = _import_openunmix()
     ref = umx.Separator({t: umx.OpenUnmix(nb_bins=N_BINS, nb_channels=2, max_bin=MAX_BIN).eval() for t in targets},
@@ -213,8 +226,16 @@ def _bench_umx_inference(repeats: int, seconds: int) -> list[dict]:
             return ref(wav)
 
     reference = _time(torch_separate, repeats)
-    return [_row(f"Open-Unmix inference, 4 targets, {seconds} s stereo, no Wiener", ours, reference, "s", 1.0,
-                 f"Keras Separator (FFT STFT) vs openunmix 1.3 Separator; {seconds / ours:.1f}x real time")]
+    return [
+        _row(f"Open-Unmix inference, 4 targets, {seconds} s stereo, no Wiener: our Keras UMX vs PyTorch UMX",
+             ours, reference, "s", 1.0,
+             f"Keras Separator (FFT STFT) vs openunmix 1.3 Separator; real-time factor ours {ours / seconds:.3f}, "
+             f"PyTorch {reference / seconds:.3f}"),
+        _row(f"Separation, 4 targets, {seconds} s stereo: IASS x 4 (one Keras Separator) vs PyTorch Open-Unmix x 4",
+             iass, reference, "s", None,
+             f"real-time factor (processing s / audio s): IASS x 4 {iass / seconds:.3f}, "
+             f"PyTorch Open-Unmix x 4 {reference / seconds:.3f}; random weights, no Wiener"),
+    ]
 
 
 def _bench_training(repeats: int, batch: int) -> list[dict]:
@@ -274,6 +295,11 @@ def _bench_training(repeats: int, batch: int) -> list[dict]:
         rows.append(_row(f"{name} training step, batch {batch} x 6 s ({'mono' if channels == 1 else 'stereo'})",
                          ours, reference, "s/step", 2.0 if name == "IASS" else 1.0,
                          "forward + backward + Adam on precomputed magnitudes; tf.function vs PyTorch eager"))
+        if name == "Open-Unmix":
+            rows.append(_row(f"Open-Unmix training steps per second, batch {batch} x 6 s stereo: "
+                             "our Keras UMX vs PyTorch UMX", 1.0 / ours, 1.0 / reference, "steps/s", 1.0,
+                             "same batch shape and loss (MSE) + Adam; ratio = ours / PyTorch",
+                             higher_is_better=True))
     return rows
 
 

@@ -6,11 +6,32 @@ import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
-from tests.test_export_saved_model import N_FFT, export_tiny_separator, export_tiny_vae
+from tests.test_export_saved_model import N_FFT, TinyVAE, export_tiny_separator, export_tiny_vae
 from tfmusic.export import onnx as tfonnx
+from tfmusic.export import saved_model as sm
+from tfmusic.models.iass import DecoderBlock
+
+
+class UpsamplingVAE(TinyVAE):
+    """Decoder through an IASS ``DecoderBlock`` with ``output_padding`` and non-zero biases.
+
+    tf2onnx drops a transposed conv's bias on output-padding bins; random-init (zero) biases hide
+    that, and the dense layer after it spreads the error everywhere (the trained IASS drums bug).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_dense = keras.layers.Dense(self.length * 5 * 3)
+        self.block = DecoderBlock(4, 3, 2, output_padding=2, last=True)
+
+    def decode(self, z, training=False):
+        h = keras.ops.reshape(self.seed_dense(z), (-1, self.length, 5, 3))  # (B, T, F=5, 3)
+        h = self.block(h, training=training)  # (B, T, 3 * 5 + 2, 2)
+        return self.out(keras.ops.reshape(h, (-1, self.length, 34)))[..., : self.vocab]
 
 
 def test_separator_onnx_parity_and_metadata(tmp_path):
@@ -48,6 +69,28 @@ def test_vae_encode_decode_onnx(tmp_path):
     assert all(r.max_rel_diff <= 1e-4 for r in results)
     with pytest.raises(tfonnx.OnnxExportError, match="no signature"):
         tfonnx.export_onnx(sm_dir, tmp_path / "x.onnx", ["nope"])
+
+
+def test_output_padding_bias_survives_onnx_conversion(tmp_path):
+    keras.utils.set_random_seed(5)
+    model = UpsamplingVAE()
+    model(np.zeros((1, 16), np.int32))
+    rng = np.random.default_rng(5)
+    for weight in model.weights:
+        if weight.name == "bias":
+            weight.assign(rng.standard_normal(weight.shape).astype(np.float32))
+    sm_dir, _ = sm.export_vae(model, tmp_path / "repo", "vae", input_shape=(16,), input_dtype="int32", input_high=12)
+    (decode,) = tfonnx.export_onnx(sm_dir, tmp_path / "vae.onnx", ["decode"])
+    assert decode.max_rel_diff <= 1e-5, decode.max_rel_diff
+
+
+def test_parity_error_is_relative_absolute_at_zero_scale_and_never_nan():
+    ref = np.array([0.0, -2.0, 1.0], np.float32)
+    assert tfonnx.parity_error(ref, ref + np.float32(1e-3)) == pytest.approx(5e-4, rel=1e-3)
+    silent = np.zeros(4, np.float32)  # e.g. activity gating silenced everything
+    assert tfonnx.parity_error(silent, silent) == 0.0
+    assert tfonnx.parity_error(silent, silent + np.float32(1e-7)) == pytest.approx(1e-7, rel=1e-3)
+    assert tfonnx.parity_error(ref, np.array([np.nan, -2.0, 1.0], np.float32)) == float("inf")
 
 
 NO_TF_SCRIPT = """

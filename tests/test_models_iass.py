@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfmusic.models.iass import IASS, iass_frequency_sizes
+from tfmusic.models.iass import IASS, DecoderBlock, iass_frequency_sizes
 from tfmusic.models.layers import MedianFilter, median_filter_time
 
 FRAMES = 24
@@ -60,6 +60,23 @@ def test_inference_weights_the_mask_by_filtered_activity(mixture):
     out = model(mixture)
     assert np.all(out["mask"].numpy() == 0) and np.all(out["estimate"].numpy() == 0)
     assert not np.all(model(mixture, training=True)["mask"].numpy() == 0)  # training ignores activity
+
+
+def test_decoder_output_padding_bins_hold_the_upsampling_bias():
+    """The extra bins equal Keras' ``Conv2DTranspose(output_padding=...)``: bias only (ONNX parity fix)."""
+    keras.utils.set_random_seed(3)
+    block = DecoderBlock(4, 3, 2, output_padding=2, last=True)
+    x = np.random.default_rng(3).standard_normal((2, 5, 7, 6)).astype(np.float32)
+    block(x)
+    block.up.bias.assign(np.random.default_rng(4).standard_normal(4).astype(np.float32))
+    reference = keras.layers.Conv2DTranspose(4, (1, 3), strides=(1, 3), padding="valid", output_padding=(0, 2))
+    reference(x)
+    reference.set_weights(block.up.get_weights())
+    up = block._upsample(x).numpy()
+    assert up.shape == (2, 5, 23, 4)
+    np.testing.assert_allclose(up, reference(x).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(up[:, :, -2:], np.broadcast_to(block.up.bias.numpy(), (2, 5, 2, 4)))
+    assert block(x).shape == (2, 5, 23, 2)
 
 
 def test_activity_weight_thresholds_then_median_filters():

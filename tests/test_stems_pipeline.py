@@ -282,3 +282,40 @@ def test_cli_inspect_and_errors(prepared, capsys, tmp_path):
     assert "manifest" in capsys.readouterr().err
     assert main(["data", "preprocess", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_wire_encoder_matches_the_tf_example_proto():
+    """Records are encoded without TensorFlow; they must equal the proto serialized deterministically."""
+    from tfmusic.data import schema
+    from tfmusic.data.stems.taxonomy import INSTRUMENTS
+
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        scalars = {"song_id": f"Song {trial} \u00e9", "segment_index": trial, "offset": [0, 1024, -7][trial % 3],
+                   "num_samples": 441000, "valid_samples": int(rng.integers(0, 441000)), "sample_rate": SR,
+                   "channels": 2, "frames": 427, "pcm_dtype": "int16", "scale": float(rng.random())}
+        mixture = rng.bytes(int(rng.integers(0, 70000)))  # lengths cross the 1-, 2- and 3-byte varint sizes
+        stems = {i: rng.bytes(int(rng.integers(0, 300))) for i in INSTRUMENTS if rng.random() < 0.5}
+        act = {i: rng.bytes(int(rng.integers(0, 200))) for i in INSTRUMENTS if rng.random() < 0.5}
+        ours = schema.stems_example_bytes(scalars, mixture, stems, act, INSTRUMENTS)
+        proto = schema.stems_example(scalars, mixture, stems, act, INSTRUMENTS)
+        assert ours == proto.SerializeToString(deterministic=True)
+
+
+def test_beam_worker_path_does_not_import_tensorflow(prepared, tmp_path):
+    """process_track (what each Beam worker runs) must not pay the TensorFlow import."""
+    import subprocess
+    import sys
+
+    root, _, _ = prepared
+    code = (
+        "import sys\n"
+        "from tfmusic.data.stems.layouts import read_tracks\n"
+        "from tfmusic.data.stems.preprocess import PreprocessConfig, process_track\n"
+        f"t = [x for x in read_tracks({str(root)!r}, 'auto') if x.song_id == 'Good0'][0]\n"
+        f"s = process_track(t.to_dict(), 'train', PreprocessConfig(segment_seconds=2.0), {str(tmp_path / 'p.tfr')!r})\n"
+        "assert s['status'] == 'written', s\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -146,6 +146,66 @@ def stems_example(scalars: Mapping[str, object], mixture: bytes, stems: Mapping[
     return make_example(features)
 
 
+def _pb_varint(value: int) -> bytes:
+    """Protobuf base-128 varint; negatives as 64-bit two's complement (10 bytes), as int64 fields are."""
+    value &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _pb_prefix(tag: int, length: int) -> bytes:
+    """Header of a length-delimited field: tag byte and varint length."""
+    return bytes((tag,)) + _pb_varint(length)
+
+
+def _pb_entry(key: str, kind: int, value: bytes) -> tuple[bytes, bytes]:
+    """One ``Features.feature`` map entry as (header, payload) so big payloads are copied only once.
+
+    ``kind`` is the Feature oneof tag (0x0A bytes_list, 0x12 float_list, 0x1A int64_list); the
+    list holds one value: one bytes element, or a packed run of ``value`` bytes.
+    """
+    key_b = key.encode()
+    inner = _pb_prefix(0x0A, len(value))  # BytesList.value / packed FloatList.value / Int64List.value
+    feature = _pb_prefix(kind, len(inner) + len(value))
+    entry_len = len(_pb_prefix(0x0A, len(key_b))) + len(key_b) + len(feature) + len(inner) + len(value)
+    entry_len += len(_pb_prefix(0x12, len(feature) + len(inner) + len(value)))
+    head = (_pb_prefix(0x0A, entry_len) + _pb_prefix(0x0A, len(key_b)) + key_b
+            + _pb_prefix(0x12, len(feature) + len(inner) + len(value)) + feature + inner)
+    return head, value
+
+
+def stems_example_bytes(scalars: Mapping[str, object], mixture: bytes, stems: Mapping[str, bytes],
+                        activity: Mapping[str, bytes], instruments: Iterable[str]) -> bytes:
+    """:func:`stems_example` serialized, encoded on the protobuf wire directly (no TensorFlow import).
+
+    Byte-identical to ``stems_example(...).SerializeToString(deterministic=True)`` (map entries in
+    sorted key order), so Beam workers write the same records as the proto path without paying the
+    TensorFlow import. Wire layout: Example.features(1) > Features.feature(1) map entries
+    {key(1), value(2)} > Feature.{bytes_list(1) | float_list(2) | int64_list(3)} > value(1).
+    """
+    import struct
+
+    entries: dict[str, tuple[bytes, bytes]] = {}
+    for name, dtype in STEMS_SCALARS.items():
+        value = scalars[name]
+        if dtype == "string":
+            entries[name] = _pb_entry(name, 0x0A, value.encode() if isinstance(value, str) else bytes(value))
+        elif dtype == "int64":
+            entries[name] = _pb_entry(name, 0x1A, _pb_varint(int(value)))
+        else:
+            entries[name] = _pb_entry(name, 0x12, struct.pack("<f", float(value)))
+    entries["mixture"] = _pb_entry("mixture", 0x0A, mixture)
+    for inst in instruments:
+        entries[stems_stem_key(inst)] = _pb_entry(stems_stem_key(inst), 0x0A, stems.get(inst, b""))
+        entries[stems_activity_key(inst)] = _pb_entry(stems_activity_key(inst), 0x0A, activity.get(inst, b""))
+    chunks = [part for key in sorted(entries, key=str.encode) for part in entries[key]]
+    return b"".join([_pb_prefix(0x0A, sum(len(c) for c in chunks)), *chunks])
+
+
 def stems_parse_spec(instruments: Iterable[str]) -> dict:
     """``tf.io.parse_single_example`` spec for stems records over the given instruments."""
     import tensorflow as tf

@@ -62,8 +62,11 @@ def _masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _frames(records: Iterable[bytes]) -> Iterator[bytes]:
-    """TFRecord framing of each record: length, masked CRC of the length, data, masked CRC of the data."""
+def _frame_parts(records: Iterable[bytes]) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """TFRecord framing of each record as (length + masked CRC of the length, data, masked CRC of the data).
+
+    Kept in three parts so writers need not copy multi-megabyte records just to frame them.
+    """
     header_cache: dict[int, bytes] = {}
     for rec in records:
         n = len(rec)
@@ -71,12 +74,12 @@ def _frames(records: Iterable[bytes]) -> Iterator[bytes]:
         if header is None:
             length = struct.pack("<Q", n)
             header = header_cache[n] = length + struct.pack("<I", _masked_crc(length))
-        yield header + rec + struct.pack("<I", _masked_crc(rec))
+        yield header, rec, struct.pack("<I", _masked_crc(rec))
 
 
 def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
     """Serialized records framed as one TFRecord file body (no compression)."""
-    return b"".join(_frames(records))
+    return b"".join(part for parts in _frame_parts(records) for part in parts)
 
 
 def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes]) -> int:
@@ -85,9 +88,10 @@ def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes]) -> int:
     tmp = path.with_name(path.name + ".tmp")
     size = 0
     with open(tmp, "wb") as fh:
-        for frame in _frames(records):
-            fh.write(frame)
-            size += len(frame)
+        for parts in _frame_parts(records):
+            for part in parts:
+                fh.write(part)
+                size += len(part)
     os.replace(tmp, path)
     return size
 

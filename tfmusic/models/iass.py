@@ -85,7 +85,12 @@ class DecoderBlock(keras.layers.Layer):
     """(1,3)/(1,3) transposed-conv upsample, optional skip concat, then two ConvT3x3-LReLU-BN.
 
     ``last=True``: the second ConvT has no activation/BN (the U-Net output). ``output_padding``
-    restores the exact pre-downsampling frequency size (2 for 495 -> 1487).
+    restores the exact pre-downsampling frequency size (2 for 495 -> 1487): the extra bins hold the
+    upsampling bias only (no kernel tap reaches them), exactly what ``Conv2DTranspose(...,
+    output_padding=...)`` computes. They are appended explicitly instead of via ``output_padding``
+    because tf2onnx folds the bias into the ONNX ConvTranspose and then zero-pads the extra bins,
+    dropping the bias there; the dense ``fc`` layer spreads that error over every output bin
+    (about 5e-4 relative for the trained demo drums model). Same weights either way.
     """
 
     def __init__(self, up_filters: int, mid_filters: int, filters: int, output_padding: int = 0,
@@ -93,17 +98,22 @@ class DecoderBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.up_filters, self.mid_filters, self.filters = int(up_filters), int(mid_filters), int(filters)
         self.output_padding, self.last = int(output_padding), bool(last)
-        self.up = keras.layers.Conv2DTranspose(
-            up_filters, (1, 3), strides=(1, 3), padding="valid", output_padding=(0, self.output_padding),
-            name="up",
-        )
+        self.up = keras.layers.Conv2DTranspose(up_filters, (1, 3), strides=(1, 3), padding="valid", name="up")
         self.conv1 = keras.layers.Conv2DTranspose(mid_filters, 3, padding="same", name="conv1")
         self.bn1 = _bn("bn1")
         self.conv2 = keras.layers.Conv2DTranspose(filters, 3, padding="same", name="conv2")
         self.bn2 = None if self.last else _bn("bn2")
 
-    def call(self, x, skip=None, training=False):
+    def _upsample(self, x):
+        """``up`` then ``output_padding`` extra frequency bins holding the bias (see class docstring)."""
         y = self.up(x)
+        if self.output_padding:
+            extra = ops.zeros_like(y[:, :, : self.output_padding, :]) + ops.cast(self.up.bias, y.dtype)
+            y = ops.concatenate([y, extra], axis=2)
+        return y
+
+    def call(self, x, skip=None, training=False):
+        y = self._upsample(x)
         if skip is not None:
             y = ops.concatenate([y, skip], axis=-1)
         y = self.bn1(ops.leaky_relu(self.conv1(y), _SLOPE), training=training)

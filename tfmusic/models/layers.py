@@ -75,8 +75,8 @@ def prepare_statistics(mean, std, n_bins: int, max_bin: int) -> tuple[np.ndarray
 class TorchLSTMCell(keras.layers.LSTMCell):
     """LSTM cell with separate input and recurrent biases, as PyTorch's ``nn.LSTM``.
 
-    The sum is what the maths uses (``bias`` is a property returning it), so Keras' fused and
-    cuDNN paths work unchanged; keeping both vectors makes the parameter count and a PyTorch
+    The sum is what the maths uses (``bias`` is a property returning it), so Keras' cuDNN path
+    and :meth:`TorchLSTM.inner_loop`'s hoisted input projection use one bias; keeping both vectors makes the parameter count and a PyTorch
     ``state_dict`` map one to one (Open-Unmix: 8,893,348 parameters). Gate order i, f, c, o is the
     same in both frameworks.
     """
@@ -127,10 +127,24 @@ class TorchLSTMCell(keras.layers.LSTMCell):
             return None
         return self.input_bias + self.recurrent_bias
 
+    def call(self, inputs, states, training=False):
+        if not getattr(self, "_projected_inputs", False):
+            return super().call(inputs, states, training=training)
+        # ``inputs`` is already x @ kernel + bias (see TorchLSTM.inner_loop): only the recurrent part.
+        h_tm1, c_tm1 = states[0], states[1]
+        z = ops.split(ops.add(inputs, ops.matmul(h_tm1, self.recurrent_kernel)), 4, axis=-1)
+        c, o = self._compute_carry_and_output_fused(z, c_tm1)
+        h = o * self.activation(c)
+        return h, [h, c]
+
 
 @keras.saving.register_keras_serializable(package="tfmusic")
 class TorchLSTM(keras.layers.LSTM):
-    """``keras.layers.LSTM`` built on :class:`TorchLSTMCell` (two bias vectors); same arguments."""
+    """``keras.layers.LSTM`` built on :class:`TorchLSTMCell` (two bias vectors); same arguments.
+
+    On CPU the input projection of all time steps is one matmul before the recurrent loop
+    (:meth:`inner_loop`), which Keras' own LSTM does only through cuDNN.
+    """
 
     def __init__(
         self,
@@ -201,3 +215,32 @@ class TorchLSTM(keras.layers.LSTM):
         self.use_cudnn = use_cudnn
         if keras.backend.backend() == "tensorflow":
             self.supports_jit = False  # the cuDNN path cannot be XLA-compiled, as for keras.layers.LSTM
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        """Project every time step at once, then loop over the recurrent ``h @ recurrent_kernel`` only.
+
+        Keras' LSTM has a fused kernel only for cuDNN; on CPU its loop does ``x_t @ kernel`` one
+        step at a time. Doing that as one (B*T, in) x (in, 4u) matmul before the loop leaves the
+        loop only the small ``h @ recurrent_kernel``. Same maths as the cell (outputs agree to
+        float rounding), same weights, and the exported graph is still one while loop per
+        direction. Falls back to Keras for masks, recurrent dropout and cuDNN (GPU or
+        ``use_cudnn=True``).
+        """
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        cell = self.cell
+        wants_cudnn = self.use_cudnn is True or (
+            self.use_cudnn == "auto" and bool(keras.distribution.list_devices("gpu"))
+        )
+        if mask is not None or wants_cudnn or (training and cell.recurrent_dropout):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        if training and 0.0 < cell.dropout < 1.0:  # one mask for all steps, as Keras' cell does
+            sequences = sequences * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), axis=1)
+        projected = ops.matmul(sequences, cell.kernel)
+        if cell.use_bias:
+            projected = projected + cell.bias
+        cell._projected_inputs = True
+        try:
+            return keras.layers.RNN.inner_loop(self, projected, initial_state, None, training=training)
+        finally:
+            cell._projected_inputs = False

@@ -106,11 +106,15 @@ def assemble(raw: dict[str, list[np.ndarray]], mix: np.ndarray | None) -> tuple[
             a = np.pad(a, ((0, 0), (0, length - a.shape[1])))
         return a
 
-    stems = {inst: np.sum([fit(a) for a in items], axis=0).astype(np.float32) for inst, items in raw.items() if items}
-    if mix is None:
-        mix = np.sum(list(stems.values()), axis=0).astype(np.float32)
-    else:
-        mix = fit(mix).astype(np.float32)
+    def total(items: list[np.ndarray]) -> np.ndarray:
+        """Sum in float32, in place, left to right (no stacked copy; a single array is used as is)."""
+        out = fit(items[0]).astype(np.float32, copy=len(items) > 1)
+        for a in items[1:]:
+            out += fit(a)
+        return out
+
+    stems = {inst: total(items) for inst, items in raw.items() if items}
+    mix = total(list(stems.values())) if mix is None else fit(mix).astype(np.float32, copy=False)
     return mix, stems
 
 

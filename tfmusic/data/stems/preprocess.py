@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections import Counter
@@ -85,10 +86,25 @@ def segment_offsets(samples: int, config: PreprocessConfig) -> list[int]:
     return offsets
 
 
-def _pcm_bytes(audio: np.ndarray, dtype: str, scale: float) -> bytes:
+def _pcm(audio: np.ndarray, dtype: str, scale: float) -> np.ndarray:
+    """The whole song as stored PCM (little-endian int16 or float32), converted once and sliced per segment."""
+    scaled = audio * np.float32(scale) if scale != 1.0 else audio
     if dtype == "int16":
-        return to_int16(audio * scale).astype("<i2").tobytes()
-    return (audio * scale).astype("<f4").tobytes()
+        return to_int16(scaled).astype("<i2", copy=False)
+    return scaled.astype("<f4", copy=False)
+
+
+def _segment_bytes(pcm: np.ndarray, off: int, valid: int, seg: int) -> bytes:
+    """``pcm[:, off:off + seg]`` as bytes, zero-padded past the song's end."""
+    piece = pcm[:, off:off + valid]
+    if valid < seg:
+        piece = np.pad(piece, ((0, 0), (0, seg - valid)))
+    return piece.tobytes()
+
+
+def _peak(audio: np.ndarray) -> float:
+    """max |audio| without allocating ``abs(audio)``."""
+    return max(float(audio.max()), -float(audio.min()))
 
 
 def _reject(file: str, reason: str, song_id: str, kind: str) -> dict:
@@ -100,7 +116,7 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
 
     Pure apart from writing its own part file, so Beam may retry it.
     """
-    from tfmusic.data import schema
+    from tfmusic.data import schema  # records are encoded without TensorFlow (schema.stems_example_bytes)
     from tfmusic.data.tfds_metadata import write_tfrecord
 
     track = Track(**track_dict)
@@ -169,7 +185,7 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
         except AudioFileError as err:
             stem_rejects.append(_reject(f, err.problem, sid, "stem"))
             continue
-        if float(np.abs(audio).max()) < SILENCE_PEAK:
+        if _peak(audio) < SILENCE_PEAK:
             stem_rejects.append(_reject(f, f"silent stem (peak below {SILENCE_PEAK:g})", sid, "stem"))
             continue
         raw.setdefault(inst, []).append(audio)
@@ -178,7 +194,7 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
         return reject_song(track.path, "no usable stems")
     mix, stems = assemble(raw, mix)
     samples = mix.shape[1]
-    peak = max([float(np.abs(mix).max())] + [float(np.abs(a).max()) for a in stems.values()])
+    peak = max([_peak(mix)] + [_peak(a) for a in stems.values()])
     scale = 1.0
     if config.pcm_dtype == "int16" and peak >= 1.0:
         scale = 0.999 / peak  # keep int16 from clipping; the decoder divides it out
@@ -189,33 +205,50 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
     inst_stats = {inst: {"seconds": samples / config.sample_rate,
                          "active_seconds": float(activity.binarize(c).sum()) * activity.HOP / config.sample_rate,
                          "segments": 0, "segments_active": 0} for inst, c in conf.items()}
+    mix_pcm = _pcm(mix, config.pcm_dtype, scale)
+    stem_pcm = {inst: _pcm(a, config.pcm_dtype, scale) for inst, a in stems.items()}
     for k, off in enumerate(offsets):
         valid = min(seg, samples - off)
-
-        def cut(a: np.ndarray) -> np.ndarray:
-            piece = a[:, off:off + valid]
-            return np.pad(piece, ((0, 0), (0, seg - valid))) if valid < seg else piece
-
         stem_bytes, act_bytes = {}, {}
         for inst, a in stems.items():
-            piece = cut(a)
             c = activity.fit_frames(conf[inst][off // activity.HOP:], frames)
-            stem_bytes[inst] = _pcm_bytes(piece, config.pcm_dtype, scale) if np.any(piece) else b""
+            silent = not np.any(a[:, off:off + valid])  # all-zero input segment -> empty bytes (absent)
+            stem_bytes[inst] = b"" if silent else _segment_bytes(stem_pcm[inst], off, valid, seg)
             act_bytes[inst] = c.astype("<f4").tobytes()
             inst_stats[inst]["segments"] += 1
             inst_stats[inst]["segments_active"] += int(bool(np.any(c >= activity.THRESHOLD)))
         scalars = {"song_id": sid, "segment_index": k, "offset": off, "num_samples": seg, "valid_samples": valid,
                    "sample_rate": config.sample_rate, "channels": n_ch, "frames": frames,
                    "pcm_dtype": config.pcm_dtype, "scale": scale}
-        ex = schema.stems_example(scalars, _pcm_bytes(cut(mix), config.pcm_dtype, scale), stem_bytes, act_bytes,
-                                  taxonomy.INSTRUMENTS)
-        records.append(ex.SerializeToString(deterministic=True))  # sorted map keys: same bytes on any worker
+        # Encoded on the wire directly: byte-identical to the tf.train.Example proto serialized with
+        # sorted map keys (same bytes on any worker), and no TensorFlow import in Beam workers.
+        records.append(schema.stems_example_bytes(scalars, _segment_bytes(mix_pcm, off, valid, seg), stem_bytes,
+                                                  act_bytes, taxonomy.INSTRUMENTS))
     size = write_tfrecord(part_path, records)
     summary.update(status="written", rejects=stem_rejects, stems_written=stems_written,
                    stems_rejected=stems_in - stems_written, segments=len(records), bytes=size,
                    seconds=samples / config.sample_rate, source_rate=rate, channels=n_ch, scale=scale,
                    instruments=inst_stats, part=part_path)
     return summary
+
+
+def _append_file(path: str, out) -> None:
+    """Append ``path`` to the open file ``out``, in the kernel (copy_file_range) where the OS allows."""
+    with open(path, "rb") as src:
+        remaining = os.fstat(src.fileno()).st_size
+        out.flush()
+        try:
+            while remaining > 0:
+                copied = os.copy_file_range(src.fileno(), out.fileno(), remaining)
+                if copied == 0:
+                    break
+                remaining -= copied
+        except (AttributeError, OSError):  # no copy_file_range (other OS / file systems): plain copy
+            pass
+        if remaining > 0:
+            out.seek(0, os.SEEK_END)
+            src.seek(-remaining, os.SEEK_END)
+            shutil.copyfileobj(src, out)
 
 
 def _write_shards(split: str, parts: list[tuple[str, str, int]], out_dir: str) -> dict:
@@ -239,8 +272,7 @@ def _write_shards(split: str, parts: list[tuple[str, str, int]], out_dir: str) -
         tmp = Path(out_dir) / (name + ".tmp")
         with open(tmp, "wb") as out:
             for _, path, _ in group:
-                with open(path, "rb") as src:
-                    shutil.copyfileobj(src, out)
+                _append_file(path, out)
         tmp.replace(Path(out_dir) / name)
         shards.append({"file": name, "songs": len(group), "bytes": sum(s for _, _, s in group)})
     return {"split": split, "shards": shards}
