@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import types
 from pathlib import Path
 
 import numpy as np
+from timing import best_of
 
 SR = 44100
 N_FFT, HOP, MAX_BIN, N_BINS = 4096, 1024, 1487, 2049
@@ -40,13 +40,7 @@ def _knob(name: str, default: int) -> int:
 
 def _time(fn, repeats: int) -> float:
     """Best-of-``repeats`` seconds after one warm-up call (first call traces/compiles)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_of(fn, repeats, warmup=True)
 
 
 def _row(what, ours, reference, unit, target_ratio, notes, higher_is_better: bool = False) -> dict:
