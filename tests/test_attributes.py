@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tfmusic.music import attributes as A
+from tfmusic.music import notes
 
 W = 27.79
 
@@ -20,15 +21,15 @@ def test_weights_sum_and_layout():
 
 
 def test_note_names():
-    assert A.note_name_to_midi("C4") == 60
-    assert A.note_name_to_midi("B#3") == 60
-    assert A.note_name_to_midi("E-5") == 75
-    assert A.note_name_to_midi("C-4") == 59
-    assert A.note_name_to_midi("A0") == 21
-    assert [A.midi_to_note_name(m) for m in (61, 63, 66, 68, 70, 55, 84)] == \
+    assert notes.name_to_midi("C4") == 60
+    assert notes.name_to_midi("B#3") == 60
+    assert notes.name_to_midi("E-5") == 75
+    assert notes.name_to_midi("C-4") == 59
+    assert notes.name_to_midi("A0") == 21
+    assert [notes.midi_to_name(m) for m in (61, 63, 66, 68, 70, 55, 84)] == \
         ["C#4", "E-4", "F#4", "G#4", "B-4", "G3", "C6"]
     with pytest.raises(ValueError, match="note name"):
-        A.note_name_to_midi("H4")
+        notes.name_to_midi("H4")
 
 
 @pytest.mark.parametrize("events, expected", [

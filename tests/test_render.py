@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfmusic.music import render
+from tfmusic.music import notes, render
 
 EVENTS = [60, "__", "E-4", "rest", "__", "F#4", None, "__", "Bb4", 72, "rest", "rest", "C#5", "__", "__", "__"]
 # (name, offset in quarters, length in quarters) at 2 ticks per beat; C#5 crosses no barline here
@@ -12,10 +12,10 @@ EXPECTED = [("C4", 0.0, 1.0), ("E-4", 1.0, 0.5), ("F#4", 2.5, 1.5), ("B-4", 4.0,
 
 
 def test_name_to_midi_and_spans():
-    assert render.name_to_midi("C4") == 60 and render.name_to_midi("E-4") == 63
-    assert render.name_to_midi("Bb3") == 58 and render.name_to_midi("c#8") == 109
+    assert notes.name_to_midi("C4") == 60 and notes.name_to_midi("E-4") == 63
+    assert notes.name_to_midi("Bb3") == 58 and notes.name_to_midi("c#8") == 109
     with pytest.raises(ValueError, match="not a note name"):
-        render.name_to_midi("H2")
+        notes.name_to_midi("H2")
     spans = render.to_spans(["__", 60, "__", "rest", 61])
     assert [(s.pitch, s.start, s.length) for s in spans] == [(None, 0, 1), (60, 1, 2), (None, 3, 1), (61, 4, 1)]
     with pytest.raises(ValueError, match="tick 0"):
@@ -35,7 +35,7 @@ def test_score_round_trips_through_midi_and_musicxml(tmp_path):
     mid = render.write_midi(score, tmp_path / "sub" / "x.mid")
     back = converter.parse(mid)
     got = [(n.pitch.midi, float(n.offset), float(n.quarterLength)) for n in back.flatten().notes]
-    assert got == [(render.name_to_midi(n), o, q) for n, o, q in EXPECTED]
+    assert got == [(notes.name_to_midi(n), o, q) for n, o, q in EXPECTED]
 
 
 def test_tied_note_across_barline(tmp_path):

@@ -34,6 +34,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from tfmusic.data import schema
+from tfmusic.music.notes import PITCH_CLASS_NAMES, midi_to_name, name_to_midi
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,6 @@ NUM_ITEMS = int(np.prod(FACTOR_SIZES))  # 1,354,752
 _SIZES = np.asarray(FACTOR_SIZES, dtype=np.int64)
 _STRIDES = np.asarray([int(np.prod(FACTOR_SIZES[i + 1:])) for i in range(NUM_FACTORS)], dtype=np.int64)
 
-PITCH_CLASS_NAMES = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "G#", "A", "B-", "B")  # music21 defaults
 TONIC_NAMES = PITCH_CLASS_NAMES
 OCTAVES = (4, 5, 6)
 SCALE_NAMES = ("major", "minor", "blues")
@@ -80,11 +80,6 @@ DEFAULT_NUM_SHARDS = {"train": 16, "validation": 4, "test": 2}
 LOADER_ORDER_NOTE = ("Records of each split are stored in the reference loader's shuffled order "
                      "(np.random.seed(seed); in-place row shuffle; 70/20/10), cut into contiguous "
                      "shards: reading shards 00000.. in order reproduces the reference iteration.")
-
-
-def midi_to_name(midi: int) -> str:
-    """music21's default spelling of a MIDI number (``Pitch(midi=m).nameWithOctave``), e.g. 63 -> 'E-4'."""
-    return f"{PITCH_CLASS_NAMES[int(midi) % 12]}{int(midi) // 12 - 1}"
 
 
 def _check_factors(factors: np.ndarray) -> np.ndarray:
@@ -152,8 +147,7 @@ def _luts() -> tuple[np.ndarray, np.ndarray]:
     midi_to_id = np.full(128, -1, dtype=np.int64)
     id_to_midi = np.full(len(vocab), -1, dtype=np.int64)
     for i, name in enumerate(vocab[2:], start=2):
-        pc, octave = name[:-1], int(name[-1])
-        midi = PITCH_CLASS_NAMES.index(pc) + 12 * (octave + 1)
+        midi = name_to_midi(name)
         midi_to_id[midi] = i
         id_to_midi[i] = midi
     return midi_to_id, id_to_midi

@@ -53,8 +53,8 @@ from tfmusic.music.attributes import (
     TICKS_PER_BAR,
     TICKS_PER_BEAT,
     grid_attributes,
-    midi_to_note_name,
 )
+from tfmusic.music.notes import midi_to_name
 
 DATASET_NAME = "measures"
 MIN_PITCH = 55
@@ -64,7 +64,7 @@ NOTE_OFFSET = 5
 SPECIAL_TOKENS = ("<pad>", "START", "END", REST_TOKEN, HOLD_TOKEN)
 #: The frozen vocabulary: special tokens, then MIDI 55..84 ascending.
 VOCABULARY: tuple[str, ...] = SPECIAL_TOKENS + tuple(
-    midi_to_note_name(m) for m in range(MIN_PITCH, MAX_PITCH + 1))
+    midi_to_name(m) for m in range(MIN_PITCH, MAX_PITCH + 1))
 VOCAB_SIZE = len(VOCABULARY)
 SPLITS = ("train", "validation", "eval", "test")
 TEST_TUNE_FRACTION = 0.10

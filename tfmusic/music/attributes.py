@@ -17,10 +17,11 @@ All four are transposition invariant, so transposition augmentation leaves them 
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
+
+from tfmusic.music.notes import name_to_midi
 
 TICKS_PER_BEAT = 6
 BEATS_PER_BAR = 4
@@ -44,28 +45,6 @@ METRICAL_WEIGHTS = np.array(
     dtype=np.float64,
 )
 
-_STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_NAME_RE = re.compile(r"^([A-Ga-g])([#\-]*)(-?\d+)$")
-# music21's default spelling of a MIDI number (sharps for C#, F#, G#; flats for E-, B-).
-_SPELLING = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "G#", "A", "B-", "B")
-
-
-def note_name_to_midi(name: str) -> int:
-    """MIDI number of a music21 ``nameWithOctave`` ('C#4' -> 61, 'E-5' -> 75, 'B#3' -> 60)."""
-    match = _NAME_RE.match(name)
-    if not match:
-        raise ValueError(f"not a note name with octave: {name!r}")
-    step, accidentals, octave = match.groups()
-    alter = accidentals.count("#") - accidentals.count("-")
-    return 12 * (int(octave) + 1) + _STEPS[step.upper()] + alter
-
-
-def midi_to_note_name(midi: int) -> str:
-    """music21's default spelling of a MIDI number with octave (61 -> 'C#4', 70 -> 'B-4')."""
-    midi = int(midi)
-    return f"{_SPELLING[midi % 12]}{midi // 12 - 1}"
-
-
 def tokens_to_grid(tokens: Sequence[str]) -> np.ndarray:
     """Token strings of one bar -> pitch grid (MIDI / REST / HOLD) of the same length."""
     out = np.empty(len(tokens), dtype=np.int64)
@@ -75,7 +54,7 @@ def tokens_to_grid(tokens: Sequence[str]) -> np.ndarray:
         elif tok == REST_TOKEN:
             out[i] = REST
         else:
-            out[i] = note_name_to_midi(tok)
+            out[i] = name_to_midi(tok)
     return out
 
 

@@ -13,17 +13,16 @@ Nothing here knows about a particular dataset; map token ids to events first.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
+
+from tfmusic.music.notes import name_to_midi, split_name
 
 REST = "rest"
 HOLD = "__"
 Event = Union[int, str, None]
 
-_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_NAME_RE = re.compile(r"^([A-Ga-g])([#\-b]*)(-?\d+)$")
 
 
 @dataclass(frozen=True)
@@ -35,19 +34,6 @@ class NoteSpan:
     start: int
     length: int
     name: str | None = None
-
-
-def name_to_midi(name: str) -> int:
-    """MIDI number of a note name in music21 (``E-4``) or common (``Eb4``) spelling; C4 = 60."""
-    m = _NAME_RE.match(name.strip())
-    if not m:
-        raise ValueError(f"not a note name: {name!r}")
-    letter, acc, octave = m.groups()
-    shift = acc.count("#") - acc.count("-") - acc.count("b")
-    midi = _LETTERS[letter.upper()] + shift + 12 * (int(octave) + 1)
-    if not 0 <= midi <= 127:
-        raise ValueError(f"note {name!r} is outside the MIDI range")
-    return midi
 
 
 def to_spans(events: Sequence[Event]) -> list[NoteSpan]:
@@ -94,9 +80,9 @@ def events_to_score(
         else:
             el = note.Note(quarterLength=ql)
             if span.name:
-                letter, acc, octave = _NAME_RE.match(span.name).groups()
-                el.pitch.name = letter.upper() + acc.replace("b", "-")
-                el.pitch.octave = int(octave)
+                letter, accidentals, octave = split_name(span.name)
+                el.pitch.name = letter + accidentals
+                el.pitch.octave = octave
             else:
                 el.pitch.midi = span.pitch  # music21's default spelling
         part.append(el)
