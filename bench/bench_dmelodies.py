@@ -3,7 +3,6 @@ music21 loop (a Score per item, tokens read back as nameWithOctave), timed on a 
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import time
 from pathlib import Path
@@ -15,42 +14,14 @@ TARGET = 100.0
 
 
 def reference_style_tokens(factor_row, note2index: dict[str, int]) -> list[int]:
-    """One item the way the reference generator builds it: music21 notes/rests as eighth notes in two
-    4/4 bars of a Score, then a tick-by-tick token list from ``flatten().notesAndRests``."""
-    from music21 import metadata, meter, note, pitch, stream
+    """One item the reference way: a music21 Score per item, then ids from a vocabulary grown in
+    first-appearance order."""
+    from tfmusic.data.dmelodies import music21_reference_tokens
 
-    tonic, octave, scale, r1, r2, *arps = (int(v) for v in factor_row)
-    scales = ([0, 2, 4, 5, 7, 9, 11, 12, 14], [0, 2, 3, 5, 7, 8, 11, 12, 14], [0, 2, 3, 5, 6, 9, 10, 12, 14])
-    chords = ([0, 2, 4], [3, 5, 7], [4, 6, 8], [0, 2, 4])
-    root = pitch.Pitch(midi=tonic + 12 * (octave + 5))
-    midis = []
-    for chord, arp in zip(chords, arps):
-        midis += [root.midi + scales[scale][d] for d in (chord if arp == 0 else chord[::-1])]
-    rhythms = list(itertools.combinations(range(8), 6))
-    score = stream.Score()
-    score.insert(0, metadata.Metadata(title="dMelodies"))
-    part = stream.Part()
-    notes = iter(midis)
-    for bar, r in enumerate((r1, r2)):
-        measure = stream.Measure(number=bar + 1)
-        if bar == 0:
-            measure.append(meter.TimeSignature("4/4"))
-        for pos in range(8):
-            if pos in rhythms[r]:
-                measure.append(note.Note(pitch.Pitch(midi=next(notes)), quarterLength=0.5))
-            else:
-                measure.append(note.Rest(quarterLength=0.5))
-        part.append(measure)
-    score.insert(0, part)
-    names = ["__"] * 16
-    for el in score.flatten().notesAndRests:
-        start = int(round(float(el.offset) * 2))
-        names[start] = "rest" if el.isRest else el.pitch.nameWithOctave
-        for t in range(start + 1, start + int(round(float(el.quarterLength) * 2))):
-            names[t] = "__"
-    for n in names:
-        note2index.setdefault(n, len(note2index))
-    return [note2index[n] for n in names]
+    names = music21_reference_tokens(factor_row)
+    for name in names:
+        note2index.setdefault(name, len(note2index))
+    return [note2index[name] for name in names]
 
 
 def run(out_dir: Path) -> list[dict]:

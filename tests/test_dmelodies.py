@@ -87,40 +87,6 @@ def test_rows_are_12_notes_and_4_rests_never_hold(full):
     assert tokens.max() == 51
 
 
-def _music21_reference_tokens(factor_row):
-    """From-scratch, reference-style generation: music21 notes/rests as eighth notes in 2 bars of 4/4,
-    tokens read back as nameWithOctave at 2 ticks per beat."""
-    from music21 import meter, note, pitch, stream
-
-    tonic, octave, scale, r1, r2, *arps = factor_row
-    scales = {0: [0, 2, 4, 5, 7, 9, 11, 12, 14], 1: [0, 2, 3, 5, 7, 8, 11, 12, 14],
-              2: [0, 2, 3, 5, 6, 9, 10, 12, 14]}
-    tonic_names = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "G#", "A", "B-", "B"]
-    root = pitch.Pitch(f"{tonic_names[tonic]}{(4, 5, 6)[octave]}").midi
-    chords = [[0, 2, 4], [3, 5, 7], [4, 6, 8], [0, 2, 4]]
-    midis = []
-    for chord, arp in zip(chords, arps):
-        degrees = chord if arp == 0 else chord[::-1]
-        midis += [root + scales[scale][d] for d in degrees]
-    rhythms = list(itertools.combinations(range(8), 6))
-    part = stream.Part()
-    notes = iter(midis)
-    for bar, r in enumerate((r1, r2)):
-        m = stream.Measure(number=bar + 1)
-        if bar == 0:
-            m.append(meter.TimeSignature("4/4"))
-        for pos in range(8):
-            m.append(note.Note(pitch.Pitch(midi=next(notes)), quarterLength=0.5) if pos in rhythms[r]
-                     else note.Rest(quarterLength=0.5))
-        part.append(m)
-    score = stream.Score([part])
-    tokens = ["__"] * 16
-    for el in score.flatten().notesAndRests:
-        tick = int(round(float(el.offset) * 2))
-        tokens[tick] = "rest" if el.isRest else el.pitch.nameWithOctave
-    return tokens
-
-
 def test_random_sample_matches_music21_generation():
     rng = np.random.default_rng(1234)
     sample = np.sort(rng.choice(dm.NUM_ITEMS, size=300, replace=False))
@@ -133,7 +99,7 @@ def test_random_sample_matches_music21_generation():
     n2i = dm.note_to_index()
     for k, i in enumerate(sample.tolist()):
         assert tuple(factors[k]) == rows[i]
-        ref = _music21_reference_tokens(rows[i])
+        ref = dm.music21_reference_tokens(rows[i])
         assert names[k] == ref, f"item {i}"
         assert [n2i[t] for t in ref] == tokens[k].tolist()
 

@@ -176,6 +176,35 @@ def tokens_from_factors(factors) -> np.ndarray:
     return tokens
 
 
+def music21_reference_tokens(factor_row: Sequence[int]) -> list[str]:
+    """One item built the slow way the reference generator does (a music21 Score of eighth notes and
+    rests in two 4/4 bars, read back tick by tick as ``nameWithOctave``). It shares no code with the
+    vectorized generator, so it serves as the oracle in tests and as the reference side of the bench."""
+    from music21 import meter, note, pitch, stream
+
+    tonic, octave, scale, rhythm1, rhythm2, *arps = (int(v) for v in factor_row)
+    root = pitch.Pitch(midi=tonic + 12 * (octave + 5))
+    chords = ([0, 2, 4], [3, 5, 7], [4, 6, 8], [0, 2, 4])
+    scale_steps = ([0, 2, 4, 5, 7, 9, 11, 12, 14], [0, 2, 3, 5, 7, 8, 11, 12, 14],
+                   [0, 2, 3, 5, 6, 9, 10, 12, 14])[scale]
+    midis = iter([root.midi + scale_steps[d] for chord, arp in zip(chords, arps)
+                  for d in (chord if arp == 0 else chord[::-1])])
+    rhythms = list(combinations(range(8), 6))
+    part = stream.Part()
+    for bar, rhythm in enumerate((rhythm1, rhythm2)):
+        measure = stream.Measure(number=bar + 1)
+        if bar == 0:
+            measure.append(meter.TimeSignature("4/4"))
+        for pos in range(8):
+            measure.append(note.Note(pitch.Pitch(midi=next(midis)), quarterLength=0.5)
+                           if pos in rhythms[rhythm] else note.Rest(quarterLength=0.5))
+        part.append(measure)
+    names = [HOLD_TOKEN] * 16
+    for el in stream.Score([part]).flatten().notesAndRests:
+        names[int(round(float(el.offset) * 2))] = REST_TOKEN if el.isRest else el.pitch.nameWithOctave
+    return names
+
+
 def generate_items(indices) -> tuple[np.ndarray, np.ndarray]:
     """``(tokens (N,16) int32, factors (N,9) int64)`` for dataset indices."""
     factors = index_to_factors(indices)
