@@ -254,6 +254,30 @@ def _is_mixture_name(path: Path) -> bool:
                                                   and not any(t in ("bus", "stem") for t in tokens))
 
 
+def _track_from_named_files(root: Path, track_dir: Path, layout: str, files, is_mixture, instrument_of,
+                            unknown_policy: str, metadata: dict) -> Track:
+    """A track whose stems are identified by file name: ``instrument_of(file)`` returns
+    (instrument or None, the name shown in reports, the reason used when it is unknown)."""
+    stems: dict[str, list[str]] = {}
+    rejected, unknown, mixture = [], [], None
+    for f in files:
+        if mixture is None and is_mixture(f):
+            mixture = str(f)
+            continue
+        inst, shown, why = instrument_of(f)
+        if inst is None:
+            unknown.append(shown)
+            if unknown_policy == "reject":
+                rejected.append({"file": str(f), "reason": f"{why} {shown!r}"})
+                continue
+            inst = taxonomy.OTHER
+        stems.setdefault(inst, []).append(str(f))
+    problems = [] if (stems or rejected) else [f"{track_dir}: no audio files"]
+    return Track(track_dir.name, layout, str(track_dir), mixture, stems, metadata,
+                 song_id=_song_id(root, track_dir), rejected_stems=rejected, unknown_labels=unknown,
+                 problems=problems)
+
+
 def read_mixing_secrets(root: str | Path, unknown_policy: str = "other") -> list[Track]:
     """Mixing Secrets: MedleyDB-style YAML when present, else plain folders mapped by file-name keywords."""
     root = Path(root)
@@ -262,24 +286,10 @@ def read_mixing_secrets(root: str | Path, unknown_policy: str = "other") -> list
         if meta is not None:
             tracks.append(read_medleydb_track(root, d, meta, unknown_policy))
             continue
-        stems: dict[str, list[str]] = {}
-        rejected, unknown, mixture = [], [], None
-        for f in _audio_files(d, recursive=True):
-            if _is_mixture_name(f) and mixture is None:
-                mixture = str(f)
-                continue
-            inst = taxonomy.instrument_from_filename(f.name)
-            if inst is None:
-                unknown.append(f.name)
-                if unknown_policy == "reject":
-                    rejected.append({"file": str(f), "reason": f"no instrument keyword in file name {f.name!r}"})
-                    continue
-                inst = taxonomy.OTHER
-            stems.setdefault(inst, []).append(str(f))
-        problems = [] if (stems or rejected) else [f"{d}: no audio files"]
-        tracks.append(Track(d.name, "mixing_secrets", str(d), mixture, stems, {"mapping": "filename keywords"},
-                            song_id=_song_id(root, d), rejected_stems=rejected, unknown_labels=unknown,
-                            problems=problems))
+        tracks.append(_track_from_named_files(
+            root, d, "mixing_secrets", _audio_files(d, recursive=True), _is_mixture_name,
+            lambda f: (taxonomy.instrument_from_filename(f.name), f.name, "no instrument keyword in file name"),
+            unknown_policy, {"mapping": "filename keywords"}))
     return tracks
 
 
@@ -293,23 +303,9 @@ def read_folder(root: str | Path, unknown_policy: str = "other") -> list[Track]:
     root = Path(root)
     tracks = []
     for d in _subdirs(root):
-        stems: dict[str, list[str]] = {}
-        rejected, unknown, mixture = [], [], None
-        for f in _audio_files(d):
-            if f.stem.lower() in MIXTURE_NAMES:
-                mixture = str(f)
-                continue
-            inst = _folder_instrument(f)
-            if inst is None:
-                unknown.append(f.stem)
-                if unknown_policy == "reject":
-                    rejected.append({"file": str(f), "reason": f"unknown instrument name {f.stem!r}"})
-                    continue
-                inst = taxonomy.OTHER
-            stems.setdefault(inst, []).append(str(f))
-        problems = [] if (stems or rejected) else [f"{d}: no audio files"]
-        tracks.append(Track(d.name, "folder", str(d), mixture, stems, {}, song_id=_song_id(root, d),
-                            rejected_stems=rejected, unknown_labels=unknown, problems=problems))
+        tracks.append(_track_from_named_files(
+            root, d, "folder", _audio_files(d), lambda f: f.stem.lower() in MIXTURE_NAMES,
+            lambda f: (_folder_instrument(f), f.stem, "unknown instrument name"), unknown_policy, {}))
     return tracks
 
 
