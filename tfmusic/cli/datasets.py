@@ -57,14 +57,11 @@ def _measures_info(args: argparse.Namespace) -> int:
     from tfmusic.music.attributes import ATTRIBUTE_NAMES
 
     data = Path(args.data)
-    manifest_path = data / "manifest.json"
-    if not manifest_path.is_file():
-        raise CliError(f"{manifest_path}: no manifest (build the set with `tfmusic measures build`)")
     try:
+        manifest = measures.read_manifest(data)
         measures.read_vocabulary(data)
     except ValueError as err:
         raise CliError(str(err)) from err
-    manifest = json.loads(manifest_path.read_text())
     print(f"measures dataset {data}")
     for key in ("collections", "files_in", "files_failed", "tunes_in", "tunes_with_bars", "bars_in", "bars_out",
                 "bars_rejected", "bars_out_by_collection", "splits", "wall_seconds"):

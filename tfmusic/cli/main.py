@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfmusic {args.command}: error: {err}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
-        print(f"tfmusic {args.command}: error: file not found: {err.filename or err}", file=sys.stderr)
+        detail = err.strerror if err.strerror and err.strerror != "No such file or directory" else "file not found"
+        print(f"tfmusic {args.command}: error: {err.filename or err}: {detail}", file=sys.stderr)
         return 2
 
 

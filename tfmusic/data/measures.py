@@ -348,6 +348,17 @@ def read_vocabulary(data_dir: str | os.PathLike) -> dict:
     return doc
 
 
+def read_manifest(data_dir: str | os.PathLike) -> dict:
+    """The build manifest (counts in/out/rejected, splits), with errors that name the file."""
+    path = Path(data_dir) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(2, "no measures manifest (build the set with `tfmusic measures build`)", str(path))
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
 def load(
     data_dir: str | os.PathLike,
     split: str,

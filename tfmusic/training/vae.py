@@ -91,11 +91,7 @@ class DirectoryData(VAEData):
         elif family == "measure":
             from tfmusic.data import measures
             measures.read_vocabulary(self.data_dir)
-            manifest = self.data_dir / "manifest.json"
-            try:
-                splits = json.loads(manifest.read_text()).get("splits", {}) if manifest.is_file() else {}
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{manifest}: not valid JSON ({err})") from None
+            splits = measures.read_manifest(self.data_dir).get("splits", {})
             self.meta = {"counts": {k: {"out": int(v)} for k, v in splits.items()}}
             self.vocab_size = measures.VOCAB_SIZE
             from tfmusic.music.attributes import ATTRIBUTE_NAMES
