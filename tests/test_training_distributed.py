@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 WORKER = Path(__file__).with_name("_multiworker_worker.py")
 ROOT = Path(__file__).resolve().parent.parent

@@ -37,7 +37,6 @@ def stages(out: Path) -> list[tuple[str, list[Command]]]:
     o = str(out)
     brief_training = ["--steps", "20", "--batch-size", "4", "--segment-seconds", "3", "--eval-every", "10",
                       "--eval-steps", "2", "--stats-batches", "4", "--quiet"]
-    separator_runs = ["--model", f"{o}/runs/iass-drums", "--model", f"{o}/runs/umx-drums"]
     return [
         ("dmelodies", [
             ["dmelodies", "generate", "--out", f"{o}/dmelodies",
