@@ -55,32 +55,37 @@ def build_vae(model: str, vocab_size: int | None = None, z_dim: int | None = Non
     return VAE(enc, dec, seed=seed, name=f"vae_{model.replace('-', '_')}")
 
 
+#: The spec's hyperparameters per data family and objective: dMelodies C.8 / D, measures and images
+#: B.2 (annealed and factor use the C.8 forms everywhere).
+DEFAULT_HPARAMS: dict[str, dict[str, dict[str, float]]] = {
+    "dmelodies": {
+        "beta": {"beta": 1.0, "capacity": 50.0},
+        "annealed": {"beta": 1.0, "capacity": 50.0},
+        "factor": {"beta": 1.0, "capacity": 50.0, "gamma": 10.0},
+        "ar": {"beta": 0.2, "capacity": 50.0, "gamma": 1.0, "delta": 10.0},
+    },
+    "measure": {
+        "beta": {"beta": 0.001, "capacity": 0.0},
+        "annealed": {"beta": 1.0, "capacity": 50.0},
+        "factor": {"beta": 1.0, "capacity": 50.0, "gamma": 10.0},
+        "ar": {"beta": 0.001, "capacity": 0.0, "gamma": 1.0, "delta": 10.0},
+    },
+    "image": {
+        "beta": {"beta": 4.0, "capacity": 0.0},
+        "annealed": {"beta": 1.0, "capacity": 50.0},
+        "factor": {"beta": 1.0, "capacity": 50.0, "gamma": 10.0},
+        "ar": {"beta": 1.0, "capacity": 0.0, "gamma": 10.0, "delta": 1.0},
+    },
+}
+
+
 def default_hparams(objective: str, family: str) -> dict[str, Any]:
-    """The spec's hyperparameters for ``objective`` on ``family`` (overridable)."""
+    """The spec's hyperparameters for ``objective`` on ``family`` (a copy, so callers may override)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
-    if family == "dmelodies":  # C.8 / D
-        return {
-            "beta": {"beta": 1.0, "capacity": 50.0},
-            "annealed": {"beta": 1.0, "capacity": 50.0},
-            "factor": {"beta": 1.0, "capacity": 50.0, "gamma": 10.0},
-            "ar": {"beta": 0.2, "capacity": 50.0, "gamma": 1.0, "delta": 10.0},
-        }[objective]
-    if family == "measure":  # B.2 (annealed / factor: C.8 forms)
-        return {
-            "beta": {"beta": 0.001, "capacity": 0.0},
-            "annealed": {"beta": 1.0, "capacity": 50.0},
-            "factor": {"beta": 1.0, "capacity": 50.0, "gamma": 10.0},
-            "ar": {"beta": 0.001, "capacity": 0.0, "gamma": 1.0, "delta": 10.0},
-        }[objective]
-    if family == "image":  # B.2
-        return {
-            "beta": {"beta": 4.0, "capacity": 0.0},
-            "annealed": {"beta": 1.0, "capacity": 50.0},
-            "factor": {"beta": 1.0, "capacity": 50.0, "gamma": 10.0},
-            "ar": {"beta": 1.0, "capacity": 0.0, "gamma": 10.0, "delta": 1.0},
-        }[objective]
-    raise ValueError(f"unknown family {family!r}")
+    if family not in DEFAULT_HPARAMS:
+        raise ValueError(f"unknown family {family!r}")
+    return dict(DEFAULT_HPARAMS[family][objective])
 
 
 def default_reg(family: str, model: str, attribute_names: Sequence[str] | None = None,
