@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
 import sys
 
 # Modules that contribute subcommands, in the order they appear in --help.
@@ -38,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Music ML with TensorFlow/Keras: dMelodies, multitrack data, IASS/Open-Unmix "
         "separation, AR-VAE latent spaces, export and serving.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"tfmusic {package_version()}")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="what to log on stderr (default warning; debug also shows TensorFlow's "
+                        "native log lines)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one JSON object per line on stderr (time, level, logger, message)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="same as --log-level info")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -51,24 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _DropKnownNoise(logging.Filter):
-    """Hide import-time warnings from optional Beam GCP extras that tfmusic never uses."""
+def package_version() -> str:
+    """The installed distribution's version (what pip sees), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    NOISE = ("apitools not found",)
+    try:
+        return version("tfmusic")
+    except PackageNotFoundError:
+        from tfmusic import __version__
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in record.getMessage() for text in self.NOISE)
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger().addFilter(_DropKnownNoise())
+    from tfmusic import logs
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = args.log_level or ("info" if args.verbose else "warning")
+    # before any handler runs, i.e. before TensorFlow is imported
+    logs.configure(level, args.log_format, override_env=args.log_level is not None or args.verbose)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1
