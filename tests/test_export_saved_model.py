@@ -131,13 +131,15 @@ def test_vae_signatures_and_traverse(tmp_path):
     assert sigs["encode"]["outputs"] == {"mean": ("DT_FLOAT", (-1, 4)), "log_std": ("DT_FLOAT", (-1, 4))}
     assert sigs["decode"]["inputs"] == {"z": ("DT_FLOAT", (-1, 4))}
     assert sigs["decode"]["outputs"] == {"logits": ("DT_FLOAT", (-1, 16, 12))}
-    assert sigs["traverse"]["inputs"] == {"x": ("DT_INT32", (-1, 16)), "dimension": ("DT_INT32", ()),
-                                          "values": ("DT_FLOAT", (-1,))}
+    # every input has the batch dimension, so TF Serving's batching accepts the signature
+    assert sigs["traverse"]["inputs"] == {"x": ("DT_INT32", (-1, 16)), "dimension": ("DT_INT32", (-1,)),
+                                          "values": ("DT_FLOAT", (-1, -1))}
     loaded = tf.saved_model.load(str(path))
     model = make_vae()
     x = np.random.default_rng(3).integers(0, 12, (2, 16)).astype(np.int32)
     values = np.array([-1.0, 0.0, 2.5], np.float32)
-    out = loaded.signatures["traverse"](x=tf.constant(x), dimension=tf.constant(2), values=tf.constant(values))
+    out = loaded.signatures["traverse"](x=tf.constant(x), dimension=tf.constant([2, 2]),
+                                        values=tf.constant(np.tile(values, (2, 1))))
     assert out["z"].shape == (2, 3, 4) and out["logits"].shape == (2, 3, 16, 12)
     mean, _ = model.encode(x)
     z = np.repeat(np.asarray(mean)[:, None, :], 3, axis=1)

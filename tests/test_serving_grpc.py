@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from tests.test_export_saved_model import HOP, N_FFT, export_tiny_separator, export_tiny_vae, make_separator, make_vae
-from tfmusic.serving.client import ServingClient, ServingError, from_tensor_proto, to_tensor_proto
-from tfmusic.serving.server import BatchingConfig, Batcher, EmbeddedServer, parse_batching_config
+from tfmusic.serving.batching import Batcher
+from tfmusic.serving.client import ServingClient, ServingError
+from tfmusic.serving.config import BatchingConfig, MonitoringConfig, parse_batching_config
+from tfmusic.serving.server import EmbeddedServer
+from tfmusic.serving.tensors import from_tensor_proto, to_tensor_proto
 
 MAX_MESSAGE = 256 * 1024
 
@@ -25,7 +28,7 @@ def served(tmp_path_factory):
     export_tiny_vae(repo)
     batching = BatchingConfig(max_batch_size=4, batch_timeout_micros=20000, num_batch_threads=2)
     server = EmbeddedServer(repo, port=0, rest_port=0, batching=batching, poll_seconds=0,
-                            max_message_bytes=MAX_MESSAGE)
+                            max_message_bytes=MAX_MESSAGE, monitoring=MonitoringConfig(prometheus_enabled=True))
     with server:
         yield server
 
@@ -68,16 +71,16 @@ def test_predict_metadata_status_round_trip(served):
         enc = client.predict({"x": x}, signature="encode")
         mean, log_std = make_vae().encode(x)
         np.testing.assert_allclose(enc["mean"], np.asarray(mean), atol=1e-5)
-        trav = client.predict({"x": x[:1], "dimension": np.array(1, np.int32),
-                               "values": np.linspace(-1, 1, 4).astype(np.float32)}, signature="traverse")
+        trav = client.predict({"x": x[:1], "dimension": np.array([1], np.int32),
+                               "values": np.linspace(-1, 1, 4).astype(np.float32)[None]}, signature="traverse")
         assert trav["logits"].shape == (1, 4, 16, 12)
 
 
 @pytest.mark.parametrize("kwargs, inputs, signature, code", [
     (dict(model="nope"), None, "serving_default", "NOT_FOUND"),
     (dict(model="separator", version=7), None, "serving_default", "NOT_FOUND"),
-    (dict(model="separator", version_label="canary"), None, "serving_default", "NOT_FOUND"),
-    (dict(model="separator"), None, "no_such_signature", "NOT_FOUND"),
+    (dict(model="separator", version_label="canary"), None, "serving_default", "INVALID_ARGUMENT"),
+    (dict(model="separator"), None, "no_such_signature", "FAILED_PRECONDITION"),
     (dict(model="separator"), {"waveform": wav(dtype=np.float64)}, "serving_default", "INVALID_ARGUMENT"),
     (dict(model="separator"), {"waveform": wav(channels=3)}, "serving_default", "INVALID_ARGUMENT"),
     (dict(model="separator"), {"waveform": wav()[0]}, "serving_default", "INVALID_ARGUMENT"),
@@ -160,7 +163,7 @@ def test_batcher_merges_and_splits():
     results = {}
 
     def submit(i):
-        results[i] = batcher.run("k", fn, {"x": np.full((1, 3), i, np.float32)}, 1)
+        results[i] = batcher.run("k", fn, {"x": np.full((1, 3), i, np.float32)})
 
     threads = [threading.Thread(target=submit, args=(i,)) for i in range(4)]
     for t in threads:
@@ -170,9 +173,11 @@ def test_batcher_merges_and_splits():
     assert calls == [4]  # four requests, one call: a full batch does not wait for the timeout
     for i in range(4):
         np.testing.assert_array_equal(results[i]["y"], np.full((1, 3), 2 * i, np.float32))
+    batcher.close()
     failing = Batcher(BatchingConfig(max_batch_size=2, batch_timeout_micros=0))
     with pytest.raises(ZeroDivisionError):
-        failing.run("k", lambda inputs: 1 / 0, {"x": np.zeros((1,))}, 1)
+        failing.run("k", lambda inputs: 1 / 0, {"x": np.zeros((1,))})
+    failing.close()
 
 
 def test_batching_config_file(tmp_path):
@@ -206,7 +211,7 @@ def test_rest_predict_status_metadata_metrics(served):
     assert err.value.code == 404
     with urllib.request.urlopen(f"{base}/monitoring/prometheus/metrics", timeout=30) as resp:
         text = resp.read().decode()
-    assert 'tfmusic_serving_request_count{model_name="vae",signature="encode",code="OK"}' in text
+    assert ':tensorflow:serving:request_count{model_name="vae",status="OK"}' in text
 
 
 def test_binds_loopback_by_default(tmp_path):

@@ -73,7 +73,7 @@ def test_specific_labels_latest_and_new_versions(tmp_path):
             assert c.status() == [(1, "AVAILABLE", ""), (2, "AVAILABLE", "")]
         with pytest.raises(ServingError) as err:
             out(version_label="beta")
-        assert err.value.code == "NOT_FOUND"
+        assert err.value.code == "INVALID_ARGUMENT"  # server_core.cc: "Unrecognized servable version label"
 
         # switch the config to latest: version 1 is unloaded
         time.sleep(0.05)

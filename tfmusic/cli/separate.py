@@ -79,16 +79,36 @@ CHUNK_BACKENDS: dict[str, BackendFactory] = {"keras": _keras_backend}
 # --- export/serving backends (owned by the export & serving area; imports stay lazy) ---
 def _onnx_backend(args: argparse.Namespace) -> tuple[ChunkFn, list[str]]:
     """ONNX Runtime on an exported model (``--model sep.onnx``); never imports TensorFlow."""
-    from tfmusic.export.onnx import separate_backend
+    from tfmusic.cli.main import CliError
+    from tfmusic.export.onnx import OnnxExportError, onnx_chunk_backend
 
-    return separate_backend(args)
+    try:
+        return onnx_chunk_backend(list(args.model or []), args.targets, getattr(args, "onnx_threads", None))
+    except OnnxExportError as err:
+        raise CliError(str(err)) from err
 
 
 def _server_backend(args: argparse.Namespace) -> tuple[ChunkFn, list[str]]:
     """A TF Serving / `tfmusic serve` server over gRPC (``--server HOST:PORT``)."""
-    from tfmusic.serving.client import separate_backend
+    from tfmusic.cli.main import CliError
+    from tfmusic.serving.client import server_chunk_backend
+    from tfmusic.serving.errors import ServingError
 
-    return separate_backend(args)
+    if not getattr(args, "server", None):
+        raise CliError("--backend server needs --server HOST:PORT")
+    try:
+        fn, keep = server_chunk_backend(args.server, args.server_model, timeout=args.server_timeout,
+                                        targets=args.targets)
+    except ServingError as err:
+        raise CliError(str(err)) from err
+
+    def separate_chunk(piece: np.ndarray) -> dict:
+        try:
+            return fn(piece)
+        except ServingError as err:
+            raise CliError(str(err)) from err
+
+    return separate_chunk, keep
 
 
 class _ServerAction(argparse.Action):

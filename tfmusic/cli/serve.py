@@ -15,12 +15,13 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Serve a model repository <repo>/<model>/<version>/ (as written by `tfmusic export saved-model`) over
 TF Serving's gRPC API (PredictionService Predict/GetModelMetadata, ModelService GetModelStatus) and,
-with --rest-port, its REST :predict API. Production serving uses real TF Serving on the same
+with --rest-port, its REST API (and Prometheus metrics with --monitoring-config), plus grpc.health.v1. Production serving uses real TF Serving on the same
 repository and the same serving/*.config files (see serving/README.md).
 
 examples:
   tfmusic serve --models demo_out/models --port 8500 --rest-port 8501
-  tfmusic serve --models demo_out/models --config serving/models.config --batching-config serving/batching.config
+  tfmusic serve --models demo_out/models --config serving/models.config --batching-config serving/batching.config \
+      --rest-port 8501 --monitoring-config serving/monitoring.config
   # one-shot: start on a free port, run one tfmusic command against it ({address} is replaced), stop
   tfmusic serve --models demo_out/models --port 0 --run separate --server {address} --model separator song.wav
 """
@@ -28,7 +29,8 @@ examples:
 
 def run_serve(args: argparse.Namespace) -> int:
     from tfmusic.cli.main import CliError
-    from tfmusic.serving.server import EmbeddedServer, parse_batching_config
+    from tfmusic.serving.server import (MAX_MESSAGE_BYTES, EmbeddedServer, parse_batching_config,
+                                        parse_monitoring_config)
 
     if args.models is None and args.config is None:
         raise CliError("give --models REPO and/or --config models.config")
@@ -36,21 +38,24 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError(f"{args.models}: model repository folder does not exist")
     try:
         batching = parse_batching_config(args.batching_config) if args.batching_config else None
+        monitoring = parse_monitoring_config(args.monitoring_config) if args.monitoring_config else None
     except (OSError, ValueError) as err:
         raise CliError(str(err)) from err
+    max_bytes = MAX_MESSAGE_BYTES if args.max_message_mb is None else args.max_message_mb * 1024 * 1024
     try:
         server = EmbeddedServer(args.models, config=args.config, host=args.host, port=args.port,
-                                rest_port=args.rest_port, batching=batching, poll_seconds=args.poll_seconds,
-                                warmup=not args.no_warmup, max_message_bytes=args.max_message_mb * 1024 * 1024)
+                                rest_port=args.rest_port, batching=batching, monitoring=monitoring,
+                                poll_seconds=args.poll_seconds, warmup=not args.no_warmup,
+                                max_message_bytes=max_bytes)
         server.start()
     except ValueError as err:
         raise CliError(str(err)) from err
     except OSError as err:
         raise CliError(f"cannot start server: {err}") from err
-    loaded = {name: [v for v, s, _ in server.manager.statuses(name) if s == "AVAILABLE"]
-              for name in server.manager.model_names}
-    rest = f", REST on {args.host}:{server.rest_port}" if server.rest_port is not None else ""
-    print(f"tfmusic serve: gRPC on {server.address}{rest}; models {loaded}", file=sys.stderr, flush=True)
+    rest = f", REST on {server.rest_address}" if server.rest_address else ""
+    scope = " (loopback only)" if args.host in ("127.0.0.1", "::1", "localhost") else " (reachable from the network)"
+    print(f"tfmusic serve: gRPC on {server.address}{rest}{scope}; models {server.manager.available()}",
+          file=sys.stderr, flush=True)
     if args.ready_file:
         tmp = Path(args.ready_file).with_suffix(".tmp")
         tmp.write_text(server.address + "\n")
@@ -88,7 +93,11 @@ def register(subparsers) -> None:
                         help="TF Serving batching parameters file (max_batch_size, batch_timeout_micros, ...)")
     parser.add_argument("--poll-seconds", type=float, default=2.0,
                         help="how often to look for new/removed versions and config changes (0 = never)")
-    parser.add_argument("--max-message-mb", type=int, default=4, help="gRPC message size limit (default 4 MiB)")
+    parser.add_argument("--max-message-mb", type=int, default=None,
+                        help="gRPC message size limit in MiB (default: 2 GiB - 1 byte, TF Serving's INT32_MAX)")
+    parser.add_argument("--monitoring-config", metavar="FILE",
+                        help="TF Serving monitoring config (prometheus_config { enable: true path: ... }); "
+                             "serves TF Serving's metrics on the REST port")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not replay assets.extra/tf_serving_warmup_requests when loading")
     parser.add_argument("--ready-file", metavar="FILE", help="write host:port here once serving (for scripts)")

@@ -24,7 +24,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -264,25 +264,27 @@ class OnnxSeparator:
         return {t: np.stack([p[t] for p in per_item]) for t in self.targets}
 
 
-def separate_backend(args) -> tuple:
-    """``tfmusic separate --backend onnx --model sep.onnx`` chunk backend (stems only; no TensorFlow)."""
-    from tfmusic.cli.main import CliError
+def onnx_chunk_backend(model_paths: list[str], targets: list[str] | None = None, threads: int | None = None
+                       ) -> tuple[Callable[[np.ndarray], dict], list[str]]:
+    """A chunk function for `tfmusic.audio.chunking` running one ``.onnx`` separator (stems only; no TensorFlow).
 
-    paths = [p for p in (args.model or []) if str(p).endswith(".onnx")]
-    if len(paths) != 1 or len(args.model) != 1:
-        raise CliError("--backend onnx needs exactly one --model FILE.onnx (from `tfmusic export onnx`)")
+    Returns ``(fn, targets kept)``; raises `OnnxExportError` for a wrong model list or unknown targets.
+    """
+    paths = [p for p in model_paths if str(p).endswith(".onnx")]
+    if len(paths) != 1 or len(model_paths) != 1:
+        raise OnnxExportError("--backend onnx needs exactly one --model FILE.onnx (from `tfmusic export onnx`)")
     try:
-        separator = OnnxSeparator(paths[0], threads=getattr(args, "onnx_threads", None))
+        separator = OnnxSeparator(paths[0], threads=threads)
     except (OSError, ValueError) as err:
-        raise CliError(str(err)) from err
-    if args.targets:
-        missing = [t for t in args.targets if t not in separator.targets]
+        raise OnnxExportError(str(err)) from err
+    if targets:
+        missing = [t for t in targets if t not in separator.targets]
         if missing:
-            raise CliError(f"{paths[0]}: no output for target(s) {missing}; it has {separator.targets}")
-    keep = args.targets or separator.targets
+            raise OnnxExportError(f"{paths[0]}: no output for target(s) {missing}; it has {separator.targets}")
+    keep = list(targets or separator.targets)
 
     def separate_chunk(piece: np.ndarray) -> dict:
         out = separator(piece[None])
         return {k: out[k][0] for k in keep}
 
-    return separate_chunk, list(keep)
+    return separate_chunk, keep

@@ -5,10 +5,20 @@ signature keys never depend on Keras layer names:
 
 * separation: ``serving_default`` ``waveform`` float32 ``(batch, channels, samples)`` at 44.1 kHz
   -> one output per target (same shape); ``activity`` ``waveform`` -> ``{target: (batch, frames)}``
-  for the targets that predict instrument activity.
+  for the targets that predict instrument activity. A variable-length signature has a minimum
+  length (the STFT's reflect padding and the model's own padding need enough samples), found by
+  probing the model at export, stored as ``min_samples`` in ``tfmusic.json`` and checked in the
+  graph: shorter inputs get INVALID_ARGUMENT naming the minimum, on TF Serving too.
 * VAE: ``encode`` ``x`` -> ``mean``, ``log_std``; ``decode`` ``z`` -> ``logits``; ``traverse``
-  ``x``, ``dimension`` (int32 scalar), ``values`` (float32 vector) -> ``z`` ``(batch, values, z)`` and
-  ``logits`` ``(batch, values, ...)``; ``serving_default`` is ``encode``.
+  ``x`` ``(batch, ...)``, ``dimension`` int32 ``(batch,)``, ``values`` float32 ``(batch, n)`` -> ``z``
+  ``(batch, n, z)`` and ``logits`` ``(batch, n, ...)``; ``serving_default`` is ``encode``.
+
+Every input of every signature has the batch dimension first. TF Serving with ``--enable_batching``
+batches every signature of a model and refuses a request (and so a warmup record, which fails the
+load) whose inputs lack it. TF Serving documents a second way, per-model batching parameters
+(``--enable_per_model_batching_parameters`` with ``assets.extra/batching_params.pbtxt``), but that
+switches batching per model, not per signature, and needs a flag the standard command line lacks;
+batchable signatures work with the plain ``--enable_batching`` command and actually batch.
 
 Each version also gets ``assets.extra/tf_serving_warmup_requests`` (PredictionLog TFRecords that
 ``--enable_model_warmup`` replays) and ``assets.extra/tfmusic.json`` (kind, targets, rate). The
@@ -32,15 +42,18 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from tfmusic.audio.io import DEFAULT_SAMPLE_RATE as SAMPLE_RATE  # the one 44.1 kHz constant
+from tfmusic.serving import repository
+from tfmusic.serving.batching import batch_size_of
+from tfmusic.serving.errors import ServingError
+from tfmusic.serving.repository import MAX_WARMUP_RECORDS, WARMUP_FILE, list_versions, read_warmup  # noqa: F401
+from tfmusic.serving.tensors import signature_info
 
 log = logging.getLogger(__name__)
 
 WAVEFORM = "waveform"
 HOP = 1024  # chunk lengths stay whole STFT hops so activity frames line up
 ACTIVITY_SUFFIX = "_activity"
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 METADATA_FILE = "assets.extra/tfmusic.json"
-MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 PARITY_TOLERANCE = 1e-4  # max |a - b| relative to the reference output's scale
 
 
@@ -60,6 +73,7 @@ class Endpoint:
     inputs: list  # list[tf.TensorSpec], each with a name
     example: Callable[[np.random.Generator], dict[str, np.ndarray]]
     outputs: list[str] = field(default_factory=list)  # output keys when known up front
+    min_samples: int | None = None  # separators: fewest waveform samples the signature accepts
 
 
 @dataclass
@@ -76,33 +90,23 @@ class ValidationReport:
 # ---------------------------------------------------------------------------------------------
 
 def read_meta_graph(version_dir: str | os.PathLike, tag: str = "serve"):
-    """The ``MetaGraphDef`` tagged ``tag`` from ``saved_model.pb``; clear error if missing."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    path = Path(version_dir) / "saved_model.pb"
-    if not path.is_file():
-        raise ExportError(f"{path}: no saved_model.pb (not a SavedModel version folder)")
-    proto = saved_model_pb2.SavedModel()
+    """The ``MetaGraphDef`` tagged ``tag`` from ``saved_model.pb``; `ExportError` naming the file if missing."""
     try:
-        proto.ParseFromString(path.read_bytes())
-    except Exception as err:  # noqa: BLE001 - corrupt protobuf, report file
-        raise ExportError(f"{path}: cannot parse SavedModel protobuf: {err}") from err
-    for meta in proto.meta_graphs:
-        if tag in meta.meta_info_def.tags:
-            return meta
-    raise ExportError(f"{path}: no meta graph tagged {tag!r}")
+        return repository.read_meta_graph(version_dir, tag)
+    except repository.RepositoryError as err:
+        raise ExportError(str(err)) from err
 
 
 def read_signature_defs(version_dir: str | os.PathLike) -> dict[str, Any]:
     """Public ``SignatureDef`` protos by key (internal ``__saved_model_init_op`` left out)."""
-    meta = read_meta_graph(version_dir)
-    return {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
+    try:
+        return repository.read_signature_defs(version_dir)
+    except repository.RepositoryError as err:
+        raise ExportError(str(err)) from err
 
 
 def signature_summary(version_dir: str | os.PathLike) -> dict[str, dict[str, dict]]:
     """``{signature: {"inputs": {key: (dtype, shape)}, "outputs": {...}}}`` as saved_model_cli shows it."""
-    from tfmusic.serving.client import signature_info
-
     out = {}
     for key, sig in read_signature_defs(version_dir).items():
         info = signature_info(sig)
@@ -132,15 +136,6 @@ def read_metadata(version_dir: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Repository layout
 # ---------------------------------------------------------------------------------------------
-
-def list_versions(model_dir: str | os.PathLike) -> list[int]:
-    """Complete numeric version folders (holding saved_model.pb), ascending, as TF Serving sees them."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir()
-                  if p.is_dir() and re.fullmatch(r"\d+", p.name) and (p / "saved_model.pb").is_file())
-
 
 def next_version(repo: str | os.PathLike, name: str) -> int:
     """One above the highest existing version of ``name`` (1 for a new model)."""
@@ -178,22 +173,52 @@ def separator_endpoints(model, channels: int = 2, example_samples: int = 16384,
     if not stems:
         raise ExportError(f"separator returned no stem outputs (got {sorted(shapes)})")
     spec = tf.TensorSpec((None, channels, samples), tf.float32, name=WAVEFORM)
+    shortest = samples or min_separator_samples(model, channels, example_samples)
 
     def example(rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {WAVEFORM: (0.1 * rng.standard_normal((1, channels, example_samples))).astype(np.float32)}
 
+    def checked(waveform):
+        if samples is not None or shortest <= 1:
+            return waveform
+        check = tf.debugging.assert_greater_equal(
+            tf.shape(waveform)[-1], shortest,
+            message=f"waveform too short: this separator needs at least {shortest} samples per channel")
+        with tf.control_dependencies([check]):
+            return tf.identity(waveform)
+
     def serve_stems(waveform):
-        out = model(waveform, training=False)
+        out = model(checked(waveform), training=False)
         return {t: out[t] for t in stems}
 
-    endpoints = [Endpoint("serving_default", serve_stems, [spec], example, stems)]
+    endpoints = [Endpoint("serving_default", serve_stems, [spec], example, stems, shortest)]
     if activity:
         def serve_activity(waveform):
-            out = model(waveform, training=False)
+            out = model(checked(waveform), training=False)
             return {t: out[t + ACTIVITY_SUFFIX] for t in activity}
 
-        endpoints.append(Endpoint("activity", serve_activity, [spec], example, activity))
+        endpoints.append(Endpoint("activity", serve_activity, [spec], example, activity, shortest))
     return endpoints
+
+
+def min_separator_samples(model, channels: int, works: int) -> int:
+    """Fewest samples per channel the separator runs on (binary search; ``works`` is a length known to run).
+
+    Shorter inputs fail deep inside the graph (e.g. a MirrorPad error from reflect padding), so the
+    export states the minimum and checks it up front.
+    """
+    def runs(n: int) -> bool:
+        try:
+            model(np.zeros((1, channels, n), np.float32), training=False)
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "too short"
+            return False
+
+    lo, hi = 0, int(works)  # runs(lo) is False (or lo == 0), runs(hi) is True
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if runs(mid) else (mid, hi)
+    return hi
 
 
 def vae_endpoints(model, input_shape: tuple, input_dtype: str = "float32",
@@ -229,26 +254,32 @@ def vae_endpoints(model, input_shape: tuple, input_dtype: str = "float32",
         return {"logits": model.decode(z, training=False)}
 
     def traverse(x, dimension, values):
+        # Every input carries the batch dimension (dimension: (B,), values: (B, V)) so TF Serving's
+        # batching, which batches every signature, accepts the request and its warmup record.
         mean, _ = model.encode(x, training=False)
-        n_values = tf.shape(values)[0]
         batch = tf.shape(mean)[0]
-        mask = tf.one_hot(dimension, z_dim, dtype=mean.dtype)  # (z,)
-        z = mean[:, None, :] * (1.0 - mask) + values[None, :, None] * mask  # (B, V, z)
+        n_values = tf.shape(values)[1]
+        mask = tf.one_hot(dimension, z_dim, dtype=mean.dtype)[:, None, :]  # (B, 1, z)
+        z = mean[:, None, :] * (1.0 - mask) + values[:, :, None] * mask  # (B, V, z)
         logits = model.decode(tf.reshape(z, (-1, z_dim)), training=False)
         rest = tf.shape(logits)[1:]
         logits = tf.reshape(logits, tf.concat([[batch, n_values], rest], axis=0))
         return {"z": z, "logits": logits}
 
-    traverse_specs = [x_spec, tf.TensorSpec((), tf.int32, name="dimension"),
-                      tf.TensorSpec((None,), tf.float32, name="values")]
+    traverse_specs = [x_spec, tf.TensorSpec((None,), tf.int32, name="dimension"),
+                      tf.TensorSpec((None, None), tf.float32, name="values")]
+
+    def traverse_example(rng):
+        x = x_example(rng)
+        return {"x": x, "dimension": rng.integers(0, z_dim, size=len(x)).astype(np.int32),
+                "values": np.tile(np.linspace(-2, 2, n_traverse).astype(np.float32), (len(x), 1))}
+
     return [
         Endpoint("serving_default", encode, [x_spec], lambda rng: {"x": x_example(rng)}),
         Endpoint("encode", encode, [x_spec], lambda rng: {"x": x_example(rng)}),
         Endpoint("decode", decode, [z_spec],
                  lambda rng: {"z": rng.standard_normal((2, z_dim)).astype(np.float32)}),
-        Endpoint("traverse", traverse, traverse_specs, lambda rng: {
-            "x": x_example(rng), "dimension": np.array(int(rng.integers(0, z_dim)), np.int32),
-            "values": np.linspace(-2, 2, n_traverse).astype(np.float32)}),
+        Endpoint("traverse", traverse, traverse_specs, traverse_example),
     ]
 
 
@@ -258,41 +289,22 @@ def vae_endpoints(model, input_shape: tuple, input_dtype: str = "float32",
 
 def write_warmup(version_dir: str | os.PathLike, model_name: str,
                  requests: list[tuple[str, dict[str, np.ndarray]]]) -> Path:
-    """Write ``(signature, inputs)`` pairs as PredictionLog TFRecords where TF Serving looks for them."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    """Write warmup records that TF Serving can replay with ``--enable_batching`` on.
 
-    from tfmusic.serving.client import to_tensor_proto
-
-    if len(requests) > MAX_WARMUP_RECORDS:
-        raise ExportError(f"{len(requests)} warmup requests; TF Serving reads at most {MAX_WARMUP_RECORDS}")
-    path = Path(version_dir) / WARMUP_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for signature, inputs in requests:
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-            for key, value in inputs.items():
-                request.inputs[key].CopyFrom(to_tensor_proto(value))
-            record = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(record.SerializeToString())
-    return path
-
-
-def read_warmup(version_dir: str | os.PathLike) -> list:
-    """PredictRequests stored in the version's warmup file ([] if none)."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    path = Path(version_dir) / WARMUP_FILE
-    if not path.is_file():
-        return []
-    out = []
-    for raw in tf.data.TFRecordDataset(str(path)):
-        record = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
-        if record.HasField("predict_log"):
-            out.append(record.predict_log.request)
-    return out
+    With batching, TF Serving runs warmup through its batching session, which rejects a request
+    unless every input has a batch dimension of one common size (``ComputeTensorBatchSize``); a
+    rejected warmup record fails the model's load, so that is checked here, at export.
+    """
+    for signature, inputs in requests:
+        try:
+            batch_size_of(inputs)
+        except ServingError as err:
+            raise ExportError(f"warmup request for signature {signature!r} would fail under TF Serving "
+                              f"batching: {err.message}") from err
+    try:
+        return repository.write_warmup(version_dir, model_name, requests)
+    except repository.RepositoryError as err:
+        raise ExportError(str(err)) from err
 
 
 def _max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -396,6 +408,7 @@ def export_separator(model, repo: str | os.PathLike, name: str, version: int | N
     """Export a waveform -> ``{target: stem, target_activity: frames}`` Keras model for serving."""
     endpoints = separator_endpoints(model, channels=channels, example_samples=example_samples, samples=samples)
     meta = {"kind": "separator", "targets": endpoints[0].outputs, "channels": channels, "samples": samples,
+            "min_samples": endpoints[0].min_samples,
             "activity_targets": endpoints[1].outputs if len(endpoints) > 1 else []}
     return export_endpoints(model, endpoints, repo, name, version, metadata=meta, overwrite=overwrite,
                             validate=validate)

@@ -7,144 +7,26 @@ project's one overlap-add (`tfmusic.audio.chunking`). Transient failures (UNAVAI
 DEADLINE_EXCEEDED) are retried with a per-attempt deadline; everything else raises
 `ServingError` naming the model, signature, gRPC code and the server's message.
 
-The numpy <-> ``TensorProto`` conversion here is the one used by the exporter (warmup records)
-and the embedded server.
+Tensor conversion lives in `tfmusic.serving.tensors` (shared with the server and the exporter);
+errors are `tfmusic.serving.errors.ServingError`, which the CLI turns into its own error.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+
+from tfmusic.serving.errors import ServingError
+from tfmusic.serving.tensors import (SignatureInfo, dtype_name, from_tensor_proto, numpy_dtype,  # noqa: F401
+                                     signature_info, to_tensor_proto)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default receive limit
 RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
-
-
-# ---------------------------------------------------------------------------------------------
-# TensorProto <-> numpy
-# ---------------------------------------------------------------------------------------------
-
-def _dtype_maps():
-    from tensorflow.core.framework import types_pb2 as t
-
-    to_enum = {
-        np.dtype(np.float32): t.DT_FLOAT, np.dtype(np.float64): t.DT_DOUBLE,
-        np.dtype(np.float16): t.DT_HALF, np.dtype(np.int8): t.DT_INT8,
-        np.dtype(np.int16): t.DT_INT16, np.dtype(np.int32): t.DT_INT32,
-        np.dtype(np.int64): t.DT_INT64, np.dtype(np.uint8): t.DT_UINT8,
-        np.dtype(np.uint16): t.DT_UINT16, np.dtype(np.uint32): t.DT_UINT32,
-        np.dtype(np.uint64): t.DT_UINT64, np.dtype(np.bool_): t.DT_BOOL,
-    }
-    return to_enum, {v: k for k, v in to_enum.items()}
-
-
-def dtype_name(enum_value: int) -> str:
-    """``DT_FLOAT`` style name of a TensorFlow DataType enum value (for error messages)."""
-    from tensorflow.core.framework import types_pb2
-
-    return types_pb2.DataType.Name(enum_value)
-
-
-def numpy_dtype(enum_value: int) -> np.dtype | None:
-    """numpy dtype for a DataType enum (``None`` for strings and unsupported types)."""
-    return _dtype_maps()[1].get(enum_value)
-
-
-def to_tensor_proto(array: Any):
-    """A ``TensorProto`` holding ``array`` (numeric arrays as raw ``tensor_content``; bytes/str as strings)."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-
-    arr = np.asarray(array)
-    proto = tensor_pb2.TensorProto()
-    proto.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in arr.shape]))
-    if arr.dtype.kind in "OSU":
-        proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(v.encode() if isinstance(v, str) else bytes(v) for v in arr.reshape(-1))
-        return proto
-    to_enum, _ = _dtype_maps()
-    if arr.dtype not in to_enum:
-        raise TypeError(f"cannot send numpy dtype {arr.dtype} as a TensorProto")
-    proto.dtype = to_enum[arr.dtype]
-    proto.tensor_content = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    return proto
-
-
-_VALUE_FIELDS = {
-    "DT_FLOAT": "float_val", "DT_DOUBLE": "double_val", "DT_INT32": "int_val", "DT_INT16": "int_val",
-    "DT_INT8": "int_val", "DT_UINT8": "int_val", "DT_UINT16": "int_val", "DT_INT64": "int64_val",
-    "DT_UINT32": "uint32_val", "DT_UINT64": "uint64_val", "DT_BOOL": "bool_val", "DT_HALF": "half_val",
-}
-
-
-def from_tensor_proto(proto) -> np.ndarray:
-    """numpy array from a ``TensorProto`` (``tensor_content`` or the typed ``*_val`` fields)."""
-    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    name = dtype_name(proto.dtype)
-    if name == "DT_STRING":
-        values = np.array(list(proto.string_val), dtype=object)
-        return values.reshape(shape) if values.size == int(np.prod(shape)) else np.resize(values, shape)
-    dtype = numpy_dtype(proto.dtype)
-    if dtype is None:
-        raise TypeError(f"unsupported tensor dtype {name}")
-    count = int(np.prod(shape)) if shape else 1
-    if proto.tensor_content:
-        arr = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<")).astype(dtype)
-        if arr.size != count:
-            raise ValueError(f"tensor_content holds {arr.size} values but the shape {shape} needs {count}")
-        return arr.reshape(shape)
-    values = getattr(proto, _VALUE_FIELDS[name])
-    if name == "DT_HALF":
-        arr = np.array(values, dtype=np.uint16).view(np.float16)
-    else:
-        arr = np.array(values, dtype=dtype)
-    if arr.size == count:
-        return arr.reshape(shape)
-    if arr.size == 0:
-        return np.zeros(shape, dtype)
-    if arr.size > count:
-        raise ValueError(f"tensor holds {arr.size} values but the shape {shape} needs {count}")
-    # TensorFlow's convention: missing trailing values repeat the last one.
-    return np.concatenate([arr, np.full(count - arr.size, arr[-1], dtype)]).reshape(shape)
-
-
-# ---------------------------------------------------------------------------------------------
-# Client
-# ---------------------------------------------------------------------------------------------
-
-class ServingError(RuntimeError):
-    """A failed RPC, with the gRPC status code name (e.g. ``NOT_FOUND``) kept in ``code``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
-@dataclass
-class SignatureInfo:
-    """Inputs/outputs of one signature: name -> (dtype name, shape with -1 for unknown)."""
-
-    inputs: dict[str, tuple[str, tuple[int, ...] | None]] = field(default_factory=dict)
-    outputs: dict[str, tuple[str, tuple[int, ...] | None]] = field(default_factory=dict)
-
-
-def signature_info(signature_def) -> SignatureInfo:
-    """Readable form of a ``SignatureDef`` proto."""
-
-    def parse(infos) -> dict:
-        out = {}
-        for key, info in infos.items():
-            shape = None if info.tensor_shape.unknown_rank else tuple(int(d.size) for d in info.tensor_shape.dim)
-            out[key] = (dtype_name(info.dtype), shape)
-        return out
-
-    return SignatureInfo(parse(signature_def.inputs), parse(signature_def.outputs))
 
 
 class ServingClient:
@@ -355,30 +237,26 @@ class ServingClient:
                                   description=f"separating via {self.address}")
 
 
-def separate_backend(args) -> tuple:
-    """``tfmusic separate --server HOST:PORT`` chunk backend: each chunk goes through the server.
+def server_chunk_backend(address: str, model: str, *, timeout: float = 60.0, targets: list[str] | None = None
+                         ) -> tuple[Callable[[np.ndarray], dict], list[str]]:
+    """A chunk function for `tfmusic.audio.chunking` that separates each chunk through a server.
 
-    The CLI's chunks may exceed the message limit, so each is split again into requests that fit.
+    Returns ``(fn, targets kept)``; raises `ServingError` (unknown targets: NOT_FOUND). Chunks may
+    exceed the message limit, so `ServingClient.separate` splits each again into requests that fit.
     """
-    from tfmusic.cli.main import CliError
-
-    if not getattr(args, "server", None):
-        raise CliError("--backend server needs --server HOST:PORT")
     try:
-        client = ServingClient(args.server, args.server_model, timeout=args.server_timeout)
-        targets = client.targets()
-    except (ServingError, ValueError) as err:
-        raise CliError(str(err)) from err
-    keep = list(args.targets or targets)
-    missing = [t for t in keep if t not in targets]
+        client = ServingClient(address, model, timeout=timeout)
+    except ValueError as err:
+        raise ServingError("INVALID_ARGUMENT", str(err)) from err
+    available = client.targets()
+    keep = list(targets or available)
+    missing = [t for t in keep if t not in available]
     if missing:
-        raise CliError(f"model {args.server_model!r} at {args.server} has no target(s) {missing}; it has {targets}")
+        raise ServingError("NOT_FOUND", f"model {model!r} at {address} has no target(s) {missing}; "
+                           f"it has {available}")
 
     def separate_chunk(piece: np.ndarray) -> dict:
-        try:
-            out = client.separate(piece, activity=True)
-        except ServingError as err:
-            raise CliError(str(err)) from err
+        out = client.separate(piece, activity=True)
         return {k: v for k, v in out.items() if k in keep or k.removesuffix("_activity") in keep}
 
     return separate_chunk, keep
