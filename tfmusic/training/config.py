@@ -66,6 +66,9 @@ class TrainerConfig:
     keep_checkpoints: int = 3
     monitor: str = "loss"  # evaluation metric to minimise for plateau / early stopping / best model
     summaries: bool = True  # audio / image summaries at each evaluation (task-defined)
+    histograms: bool = False  # weight + activation histograms every eval_every steps (slow)
+    grad_norm: bool = True  # TensorBoard grad_norm/<optimizer> (one extra all-reduce with replicas)
+    profile_steps: list[int] | None = None  # [start, end]: tf.profiler capture of these steps
     plateau: PlateauConfig = dataclasses.field(default_factory=PlateauConfig)
     early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
     mixed_precision: str = "float32"
@@ -83,6 +86,12 @@ class TrainerConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{source}: trainer.{name} must be >= 1 or null, got {value}")
+        if self.profile_steps is not None and (
+                len(self.profile_steps) != 2 or not 1 <= self.profile_steps[0] <= self.profile_steps[1]):
+            raise ConfigError(
+                f"{source}: trainer.profile_steps must be [start, end] with 1 <= start <= end, "
+                f"got {self.profile_steps}"
+            )
         if self.mixed_precision not in MIXED_PRECISION_POLICIES:
             raise ConfigError(
                 f"{source}: trainer.mixed_precision must be one of {MIXED_PRECISION_POLICIES}, "

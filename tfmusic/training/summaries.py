@@ -1,6 +1,7 @@
 """TensorBoard output of the trainer: scalar writers and audio / spectrogram-image helpers.
 
-Events go to ``<run_dir>/tensorboard/train`` and ``<run_dir>/tensorboard/eval``; only the chief
+Events go to ``<run_dir>/tensorboard/train`` and ``<run_dir>/tensorboard/eval`` (the HParams
+session and ``final/*`` scalars to ``<run_dir>/tensorboard``); only the chief
 writes (other workers get no-op writers). Tasks call :func:`audio` and :func:`spectrogram_image`
 from their ``write_summaries`` hook, which the trainer runs eagerly inside the eval writer's
 default context with the step already set.
@@ -16,16 +17,24 @@ import tensorflow as tf
 
 
 class SummaryWriters:
-    """The train and eval ``tf.summary`` writers of one run (no-ops on non-chief workers)."""
+    """The ``tf.summary`` writers of one run (no-ops on non-chief workers).
+
+    ``train`` and ``eval`` hold the curves; ``session`` writes into ``tensorboard/`` itself, the
+    HParams session of the run (its metrics are read from ``train``/``eval`` below it).
+    """
 
     def __init__(self, run_dir: str | Path | None, enabled: bool = True) -> None:
+        self.train_dir = self.eval_dir = ""
         if enabled and run_dir is not None:
-            base = Path(run_dir) / "tensorboard"
-            self.train = tf.summary.create_file_writer(str(base / "train"))
-            self.eval = tf.summary.create_file_writer(str(base / "eval"))
+            base = str(Path(run_dir) / "tensorboard")
+            self.train_dir, self.eval_dir = f"{base}/train", f"{base}/eval"
+            self.train = tf.summary.create_file_writer(self.train_dir)
+            self.eval = tf.summary.create_file_writer(self.eval_dir)
+            self.session = tf.summary.create_file_writer(base)
         else:
             self.train = tf.summary.create_noop_writer()
             self.eval = tf.summary.create_noop_writer()
+            self.session = tf.summary.create_noop_writer()
 
     def scalars(self, writer, values: Mapping[str, float], step: int) -> None:
         with writer.as_default(step=step):
@@ -34,7 +43,7 @@ class SummaryWriters:
         writer.flush()
 
     def close(self) -> None:
-        for writer in (self.train, self.eval):
+        for writer in (self.train, self.eval, self.session):
             writer.flush()
             writer.close()
 

@@ -71,6 +71,7 @@ import dataclasses
 import logging
 import math
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -84,6 +85,7 @@ from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState
 from tfmusic.training.config import TrainerConfig, save_json
 from tfmusic.training.plateau import EarlyStopping, ReduceOnPlateau
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
+from tfmusic.training import telemetry
 from tfmusic.training.summaries import SummaryWriters
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,10 @@ class Task:
     def write_summaries(self, batch: Any, step: int) -> None:
         """Optional audio / image summaries (eager, chief only)."""
 
+    def activation_inputs(self, batch: Any) -> Any:
+        """What ``export_model()`` takes for one batch (activation histograms); default: ``batch[0]``."""
+        return (batch[0] if isinstance(batch, (tuple, list)) else batch)[:8]
+
     def export_model(self) -> keras.Model:
         raise NotImplementedError
 
@@ -153,6 +159,7 @@ def minimize(optimizer: keras.optimizers.Optimizer, loss_fn: Callable[[], Any],
         loss = result[0] if isinstance(result, tuple) else result
         scaled = optimizer.scale_loss(loss)
     grads = tape.gradient(scaled, variables)
+    telemetry.record_gradients(optimizer, grads)  # TensorBoard grad_norm/<optimizer>
     optimizer.apply(grads, variables)
     return result
 
@@ -251,11 +258,18 @@ class Trainer:
         keras.mixed_precision.set_global_policy(self.config.mixed_precision)
         self._writers: SummaryWriters | None = None
         self._keeper: CheckpointKeeper | None = None
+        self._final: dict[str, float] = {}
+        ok = False
         try:
-            return self._fit()
+            result = self._fit()
+            ok = True
+            return result
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
             if self._writers is not None:
+                if self.chief:
+                    telemetry.write_session_end(self._writers.session, self._final,
+                                                int(self._final.get("steps", 0)), ok=ok)
                 self._writers.close()
             if self._keeper is not None:
                 self._keeper.close()
@@ -313,6 +327,10 @@ class Trainer:
         if self.chief and self.run_config is not None:
             save_json(self.run_config, self.run_dir / "config.json")
         self._writers = writers = SummaryWriters(self.run_dir, enabled=self.chief)
+        if self.chief:
+            hparams = {"task": task.name, **telemetry.flatten_hparams(
+                self.run_config if self.run_config is not None else {"trainer": dataclasses.asdict(cfg)})}
+            telemetry.write_session_start(writers.session, hparams, trial_id=self.run_dir.name)
 
         start = int(state.step.numpy())
         train_ds = task.train_dataset().repeat()
@@ -321,7 +339,9 @@ class Trainer:
         iterator = iter(self.distribute(train_ds))
 
         def replica_train_step(batch):
-            return {k: _mean_scalar(v) for k, v in task.train_step(batch).items()}
+            with telemetry.collect_gradient_norms(cfg.grad_norm) as norms:
+                out = {k: _mean_scalar(v) for k, v in task.train_step(batch).items()}
+            return {**out, **telemetry.name_gradient_norms(norms, task.optimizers())}
 
         @tf.function
         def train_fn(iterator):
@@ -344,17 +364,28 @@ class Trainer:
         log_window: dict[str, list[float]] = defaultdict(list)
         step = start
         last_saved = start if resumed else -1
+        throughput = telemetry.Throughput(cfg.batch_size)
+        graph = telemetry.GraphTrace(writers.train, enabled=self.chief)
+        profiler = telemetry.StepProfiler(writers.train_dir, cfg.profile_steps, enabled=self.chief)
         try:
             while step < cfg.steps and not stopped_early:
+                profiler.before_step(step + 1)
+                if step == start:
+                    graph.start()
+                began = time.perf_counter()
                 try:
                     metrics = train_fn(iterator)
                 except (StopIteration, tf.errors.OutOfRangeError):
                     raise ValueError(f"task {task.name!r}: the training dataset yielded no batches") from None
+                values = {k: float(v) for k, v in metrics.items()}  # waits for the step to finish
                 step += 1
                 state.step.assign(step)
                 if step == start + 1:
+                    graph.export(step)
                     log.info("first training step done (graph traced)")
-                values = {k: float(v) for k, v in metrics.items()}
+                else:  # the first step includes tracing: not a throughput sample
+                    throughput.add(time.perf_counter() - began)
+                profiler.after_step(step)
                 for key, value in values.items():
                     log_window[key].append(value)
                     eval_window[key].append(value)
@@ -364,8 +395,11 @@ class Trainer:
                     log_window.clear()
                     scalars = dict(means)
                     scalars.update({f"lr/{n}": lr for n, lr in self._learning_rates().items()})
+                    scalars.update(throughput.pop())
                     writers.scalars(writers.train, scalars, step)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
+                if step % cfg.eval_every == 0 and cfg.histograms and self.chief:
+                    self._write_histograms(step)
                 if step % cfg.eval_every == 0:
                     record = self._evaluate_and_decide(step, eval_window, plateau, early, keeper)
                     eval_window.clear()
@@ -387,6 +421,9 @@ class Trainer:
             raise
         finally:
             bar.close()
+            profiler.stop()
+            graph.export(step)  # only if the first step failed after tracing started
+            self._final = {"steps": step, **{k.split("/")[-1]: v for k, v in throughput.overall().items()}}
         if last_saved != step:
             sync_state()
             keeper.save(step)
@@ -402,6 +439,9 @@ class Trainer:
             else:
                 task.export_model().save(model_path)
             save_json({"history": history}, self.run_dir / "history.json")
+        self._final = {**self._final, **{f"eval_{k}": v for k, v in (history[-1]["eval"] if history else {}).items()}}
+        if early.best is not None:
+            self._final[f"best_{cfg.monitor}"] = early.best
         return TrainResult(run_dir=str(self.run_dir), step=step, start_step=start,
                            stopped_early=stopped_early, best_step=early.best_step,
                            best_metric=early.best, history=history, model_path=model_path)
@@ -471,6 +511,26 @@ class Trainer:
         if not all(math.isfinite(v) for v in record["eval"].values()):
             log.warning("step %d: non-finite evaluation metrics %s", step, record["eval"])
         return record
+
+    def _first_batch(self) -> Any:
+        """One undistributed batch (evaluation set, else training set) for summaries."""
+        if self._summary_batch is None:
+            for dataset in (self.task.eval_dataset(), self.task.train_dataset()):
+                if dataset is not None:
+                    for batch in dataset.take(1):
+                        self._summary_batch = batch
+                if self._summary_batch is not None:
+                    break
+        return self._summary_batch
+
+    def _write_histograms(self, step: int) -> None:
+        model = self.task.export_model()
+        batch = self._first_batch()
+        with self._writers.train.as_default(step=step):
+            telemetry.write_weight_histograms(model)
+            if batch is not None:
+                telemetry.write_activation_histograms(model, self.task.activation_inputs(batch))
+        self._writers.train.flush()
 
     def _write_task_summaries(self, step: int) -> None:
         if type(self.task).write_summaries is Task.write_summaries:
