@@ -7,7 +7,8 @@ with a fixed 1 s (44,032-sample) stereo signature. Steps, all on loopback on thi
 2. ``tfmusic serve`` in a child process (batching on): one client's sequential requests (the server's
    overhead over in-process calls), then N concurrent gRPC clients sending a bounded number of
    Predict requests: p50/p99 latency, throughput, error count (must be 0), server peak RSS;
-3. ONNX Runtime (``OnnxSeparator``) vs the SavedModel on the same input: CPU time per separation.
+3. ONNX Runtime (``OnnxSeparator``) vs the SavedModel on the same input: CPU time per separation;
+4. the same load against a second ``tfmusic serve`` without batching: throughput with batching on vs off.
 
 Rows follow bench/run_all.py (ratio > 1 means ours is better).
 """
@@ -64,11 +65,40 @@ def _time_calls(fn, x, repeats: int) -> tuple[list[float], float]:
     return walls, (time.process_time() - cpu0) / repeats
 
 
+def _load(address: str, x: np.ndarray) -> tuple[list[float], list[str], float]:
+    """CLIENTS threads sending REQUESTS_PER_CLIENT Predicts each: (latencies, errors, wall seconds)."""
+    from tfmusic.serving.client import ServingClient, ServingError
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client_loop() -> None:
+        with ServingClient(address, "separator", timeout=120) as client:
+            for _ in range(REQUESTS_PER_CLIENT):
+                t0 = time.perf_counter()
+                try:
+                    client.predict({"waveform": x})
+                    with lock:
+                        latencies.append(time.perf_counter() - t0)
+                except ServingError as err:
+                    with lock:
+                        errors.append(str(err))
+
+    threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors, time.perf_counter() - start
+
+
 def run(out_dir: Path) -> list[dict]:
     import tensorflow as tf
 
     from tfmusic.export.onnx import OnnxSeparator, export_onnx
-    from tfmusic.serving.client import ServingClient, ServingError
+    from tfmusic.serving.client import ServingClient
     from tfmusic.serving.server import spawn_server
 
     work = Path(out_dir) / "serving_bench"
@@ -91,32 +121,15 @@ def run(out_dir: Path) -> list[dict]:
     batching = work / "batching.config"
     batching.write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 2000 }\n"
                         "num_batch_threads { value: 2 }\n")
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
     with spawn_server(repo, extra_args=["--batching-config", str(batching), "--poll-seconds", "0"]) as (address, proc):
-        def client_loop() -> None:
-            with ServingClient(address, "separator", timeout=120) as client:
-                for _ in range(REQUESTS_PER_CLIENT):
-                    t0 = time.perf_counter()
-                    try:
-                        client.predict({"waveform": x})
-                        with lock:
-                            latencies.append(time.perf_counter() - t0)
-                    except ServingError as err:
-                        with lock:
-                            errors.append(str(err))
-
         with ServingClient(address, "separator", timeout=120) as single:
             single_walls, _ = _time_calls(lambda a: single.predict({"waveform": a}), x, REPEATS)
-        threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
+        latencies, errors, elapsed = _load(address, x)
         rss = _peak_rss_mb(proc.pid)
+    # 4. batching off: same clients, same requests
+    with spawn_server(repo, extra_args=["--poll-seconds", "0"]) as (address, _):
+        latencies_off, errors_off, elapsed_off = _load(address, x)
+    errors += errors_off
     total = CLIENTS * REQUESTS_PER_CLIENT
     if latencies:
         p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
@@ -124,6 +137,7 @@ def run(out_dir: Path) -> list[dict]:
         p50 = p99 = float("nan")
     ref_p50 = statistics.median(tf_walls)
     throughput = len(latencies) / elapsed
+    throughput_off = len(latencies_off) / elapsed_off
     ref_throughput = 1.0 / ref_p50
     machine = f"{os.cpu_count()} cores, shared; 1 s stereo per request; {CLIENTS} clients x {REQUESTS_PER_CLIENT}"
     single_p50 = statistics.median(single_walls)
@@ -141,8 +155,13 @@ def run(out_dir: Path) -> list[dict]:
         {"what": "serving: throughput under load vs in-process sequential", "ours": throughput,
          "reference": ref_throughput, "unit": "req/s", "ratio": throughput / ref_throughput, "target": ">= 0.7",
          "met": throughput / ref_throughput >= 0.7, "notes": f"batching max 4 / 2 ms; {total} requests"},
+        {"what": "serving: server throughput with batching on vs off", "ours": throughput,
+         "reference": throughput_off, "unit": "req/s", "ratio": throughput / throughput_off if throughput_off else None,
+         "target": None, "met": None,
+         "notes": f"same {total} requests from {CLIENTS} clients; on = max_batch_size 4, 2 ms timeout, 2 threads; "
+                  f"off = no --batching-config"},
         {"what": "serving: request errors under load", "ours": len(errors), "reference": 0, "unit": "errors",
-         "ratio": None, "target": "== 0", "met": not errors, "notes": (errors[0][:120] if errors else f"{total} ok")},
+         "ratio": None, "target": "== 0", "met": not errors, "notes": (errors[0][:120] if errors else f"{2 * total} ok (batching on and off)")},
         {"what": "serving: server peak RSS", "ours": rss, "reference": None, "unit": "MiB", "ratio": None,
          "target": None, "met": None, "notes": "VmHWM of the `tfmusic serve` process after the load test"},
         {"what": "ONNX Runtime vs TF SavedModel CPU time, 1 s stereo separation", "ours": ort_cpu * 1e3,
