@@ -16,7 +16,8 @@ flags above, then --set KEY=VALUE. `--print-config` shows the result without tra
 
 Run directory: config.json (resolved config), config.yaml (copy of a YAML --config; a JSON one is
 kept as config.source.json), checkpoints/
-(latest + best/), tensorboard/ (train and eval scalars, audio, spectrogram images), history.json
+(latest + best/), tensorboard/ (train and eval scalars incl. steps/s, examples/s, grad_norm/*, audio,
+spectrogram images, the step graph, --histograms, --profile-steps; the HParams session), history.json
 (one record per evaluation) and model.keras (best weights), which `tfmusic separate` loads.
 
 Scheduling: one evaluation every --eval-every steps is the unit of plateau / early-stopping
@@ -72,8 +73,24 @@ def register(subparsers) -> None:
                         help="any config key, e.g. trainer.plateau.patience=5 or model_kwargs.hidden_size=64 "
                         "(repeatable)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument("--histograms", action="store_true",
+                        help="TensorBoard weight and activation histograms at each evaluation (trainer.histograms)")
+    parser.add_argument("--profile-steps", type=parse_step_range, metavar="START,END",
+                        help="capture a tf.profiler trace of training steps START..END (1-based) into "
+                        "tensorboard/train (TensorBoard's Profile tab; trainer.profile_steps)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_train)
+
+
+def parse_step_range(text: str) -> list[int]:
+    """``"5,8"`` -> ``[5, 8]`` (argparse type for --profile-steps)."""
+    try:
+        start, end = (int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected START,END, e.g. 5,8") from None
+    if not 1 <= start <= end:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 1 <= START <= END")
+    return [start, end]
 
 
 def _flag_layer(args: argparse.Namespace) -> dict:
@@ -86,6 +103,7 @@ def _flag_layer(args: argparse.Namespace) -> dict:
         "lr": "learning_rate", "segment_seconds": "segment_seconds", "eval_every": "trainer.eval_every",
         "eval_steps": "trainer.eval_steps", "stats_batches": "stats_batches", "strategy": "trainer.strategy",
         "mixed_precision": "trainer.mixed_precision", "seed": "trainer.seed",
+        "profile_steps": "trainer.profile_steps",
     }
     for attr, key in mapping.items():
         value = getattr(args, attr)
@@ -95,6 +113,8 @@ def _flag_layer(args: argparse.Namespace) -> dict:
         set_dotted(layer, "trainer.devices", parse_devices(args.devices))
     if args.deterministic:
         set_dotted(layer, "trainer.deterministic", True)
+    if args.histograms:
+        set_dotted(layer, "trainer.histograms", True)
     if args.no_eval:
         set_dotted(layer, "eval_split", None)
     return layer
@@ -105,6 +125,13 @@ def run_train(args: argparse.Namespace) -> int:
     from tfmusic.training.config import ConfigError, load_config_file, parse_assignment, set_dotted
     from tfmusic.training.separation import resolve_config, run_config_dict
 
+    from tfmusic.training.rundir import check_run_dir
+
+    if args.run_dir:
+        try:
+            check_run_dir(args.run_dir)
+        except ValueError as err:
+            raise CliError(str(err)) from None
     run_dir = Path(args.run_dir) if args.run_dir else None
     layers: list[tuple[str, dict]] = []
     try:

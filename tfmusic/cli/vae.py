@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tfmusic.cli.main import CliError
+from tfmusic.cli.train import parse_step_range
 
 MODELS = ("dmelodies-rnn", "dmelodies-cnn", "measure", "sprites", "mnist")
 OBJECTIVES = ("beta", "annealed", "factor", "ar")
@@ -31,6 +32,12 @@ def _train(args: argparse.Namespace) -> int:
     from tfmusic.training.strategies import parse_devices
     from tfmusic.training.vae import VAEConfig, open_data, train_run
 
+    from tfmusic.training.rundir import check_run_dir
+
+    try:
+        check_run_dir(args.out)
+    except ValueError as err:
+        raise CliError(str(err)) from None
     devices = parse_devices(args.devices)
     if args.strategy == "mirrored" and devices is not None:
         from tfmusic.training.strategies import make_strategy
@@ -46,7 +53,8 @@ def _train(args: argparse.Namespace) -> int:
         result = train_run(cfg, data, args.out, data_dir=args.data, batch_size=args.batch_size, epochs=args.epochs,
                            steps=args.steps, eval_every=args.eval_every, eval_steps=args.eval_steps,
                            strategy=args.strategy, devices=devices, resume=args.resume,
-                           progress=not args.quiet, deterministic=args.deterministic)
+                           progress=not args.quiet, deterministic=args.deterministic,
+                           histograms=args.histograms, profile_steps=args.profile_steps)
     except (ValueError, FileExistsError) as err:
         raise CliError(str(err)) from None
     last = result.history[-1]["eval"] if result.history else {}
@@ -169,6 +177,10 @@ def register(subparsers) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--deterministic", action="store_true", help="deterministic input pipeline and TF ops")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--histograms", action="store_true",
+                   help="TensorBoard weight and activation histograms at each evaluation")
+    t.add_argument("--profile-steps", type=parse_step_range, metavar="START,END",
+                   help="tf.profiler trace of training steps START..END (TensorBoard's Profile tab)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(handler=_train)
 

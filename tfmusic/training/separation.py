@@ -188,6 +188,10 @@ class SeparationTask(Task):
             segment_seconds=cfg.eval_segment_seconds or cfg.segment_seconds, channels=cfg.nb_channels,
         ))
 
+    def activation_inputs(self, batch):
+        """The model takes magnitudes: activation histograms of two mixtures' forward pass."""
+        return self.spectrogram(batch[0][:2])
+
     def spectrogram(self, waveform):
         return self.magnitude(*self.stft(waveform))
 

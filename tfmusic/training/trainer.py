@@ -83,6 +83,7 @@ from tqdm.auto import tqdm
 
 from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState
 from tfmusic.training.config import TrainerConfig, save_json
+from tfmusic.training.rundir import check_run_dir
 from tfmusic.training.plateau import EarlyStopping, ReduceOnPlateau
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
 from tfmusic.training import telemetry
@@ -189,6 +190,7 @@ class Trainer:
                  strategy: tf.distribute.Strategy | None = None, resume: bool = False,
                  run_config: Mapping[str, Any] | None = None, progress: bool = True) -> None:
         config.validate("trainer config")
+        check_run_dir(run_dir)  # before Path() turns gs://b/r into a local gs:/b/r
         self.task = task
         self.config = config
         self.run_dir = Path(run_dir)

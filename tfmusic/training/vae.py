@@ -387,7 +387,7 @@ def train_run(cfg: VAEConfig, data: VAEData, run_dir: str | Path, *, data_dir: s
               batch_size: int | None = None, epochs: float | None = None, steps: int | None = None,
               eval_every: int | None = None, eval_steps: int | None = 20, strategy: str = "default",
               devices: Any = None, resume: bool = False, progress: bool = True, deterministic: bool = False,
-              log_every: int = 10):
+              log_every: int = 10, histograms: bool = False, profile_steps: list[int] | None = None):
     """Train one VAE run end to end (what ``tfmusic vae train`` does); returns the trainer's result.
 
     ``steps`` wins over ``epochs`` (default: the spec's epoch count for the family). Plateau and early
@@ -403,7 +403,8 @@ def train_run(cfg: VAEConfig, data: VAEData, run_dir: str | Path, *, data_dir: s
     total = steps if steps is not None else max(1, int(round((epochs if epochs is not None else DEFAULT_EPOCHS[family]) * spe)))
     tcfg = TrainerConfig(steps=total, batch_size=batch, eval_every=eval_every or min(spe, total),
                          eval_steps=eval_steps, log_every=min(log_every, total), seed=cfg.seed,
-                         strategy=strategy, devices=devices, deterministic=deterministic)
+                         strategy=strategy, devices=devices, deterministic=deterministic,
+                         histograms=histograms, profile_steps=profile_steps)
     tcfg.plateau.patience = None
     tcfg.early_stopping.patience = None
     task = VAETask(cfg, data)
