@@ -6,53 +6,16 @@ Why a custom loop: ``model.fit`` does not work with ``MultiWorkerMirroredStrateg
 so the same code runs on one device, on several local devices (``MirroredStrategy``) and on
 several machines (``MultiWorkerMirroredStrategy``).
 
-Task protocol (subclass :class:`Task`)
---------------------------------------
-The trainer owns the loop, distribution, metric reduction, evaluation, checkpoints, resume,
-early stopping, reduce-on-plateau, TensorBoard, the progress bar and the run directory. A task
-owns its models, optimizers, datasets and losses:
-
-``build()``
-    Create models and optimizers. Called inside ``strategy.scope()`` after the mixed-precision
-    policy is set. Build everything eagerly here (call each model once on a dummy input and
-    ``optimizer.build(variables)``) so a checkpoint restores immediately. Wrap optimizers with
-    :func:`loss_scale_optimizer` so ``mixed_float16`` gets dynamic loss scaling. ``self.trainer``
-    is set before ``build()`` is called (strategy, config, replica count).
-``checkpoint_items() -> dict[str, trackable]``
-    Everything whose state must survive a resume: models, optimizers (slots, iteration counts,
-    loss scale), extra variables. The key ``"trainer"`` is reserved.
-``optimizers() -> dict[str, Optimizer]``
-    Named optimizers; reduce-on-plateau scales all of their learning rates and TensorBoard logs
-    them as ``lr/<name>``. Factor-VAE returns ``{"vae": ..., "discriminator": ...}``.
-``train_dataset() -> tf.data.Dataset``
-    Batches of the GLOBAL batch size (``trainer.config.batch_size``), deterministic for a given
-    seed (resume replays it with ``Dataset.skip(step)``). The trainer repeats it forever.
-``eval_dataset() -> tf.data.Dataset | None``
-    Optional finite evaluation batches (partial batches are dropped; ``eval_steps`` caps it).
-``prepare()``
-    Optional, fresh runs only (not on resume): e.g. input statistics. Use
-    :meth:`Trainer.reduce_over_dataset` to compute them identically on every worker.
-``train_step(batch) -> dict[str, Tensor]``
-    Runs per replica inside ``strategy.run`` (graph mode): forward pass, loss scaled for the
-    GLOBAL batch (:func:`scale_loss`), gradients, ``optimizer.apply`` - with one or several
-    optimizers (see :func:`minimize`). Returns scalar metrics as per-replica means; the trainer
-    averages them over replicas (``ReduceOp.MEAN``) and over logging windows.
-``eval_step(batch) -> dict[str, Tensor]``
-    Like ``train_step`` without updates. Returned values are averaged over replicas and batches.
-    Ratios such as F1 are computed in ``finalize_metrics`` from averaged counts (scale-invariant).
-``finalize_metrics(metrics: dict[str, float]) -> dict[str, float]``
-    Optional: derive metrics from the averaged evaluation values.
-``write_summaries(batch, step)``
-    Optional: audio / images for TensorBoard, run eagerly on the chief with one undistributed
-    evaluation batch inside the eval writer (see ``tfmusic.training.summaries``).
-``export_model() -> keras.Model``
-    The model saved as ``<run_dir>/model.keras`` with the best weights (lowest monitored
-    evaluation metric; the final weights when nothing was evaluated).
+Tasks (subclasses of :class:`~tfmusic.training.task.Task`; that module documents the
+protocol) own their models, optimizers, datasets and losses; the trainer owns the loop,
+distribution, metric reduction, evaluation, checkpoints, resume, early stopping,
+reduce-on-plateau, TensorBoard (``tfmusic.training.telemetry``), the progress bar and the run
+directory.
 
 Run directory
 -------------
 ``config.json`` (the resolved run config given by the caller), ``checkpoints/`` (latest N +
-``best/``), ``tensorboard/{train,eval}/``, ``history.json`` (one record per evaluation:
+``best/``), ``tensorboard/`` (HParams session; ``train/``, ``eval/``), ``history.json`` (one record per evaluation:
 step, train means since the previous evaluation, eval metrics, learning rates) and
 ``model.keras``. Only the chief (worker 0) writes them.
 
@@ -88,81 +51,9 @@ from tfmusic.training.plateau import EarlyStopping, ReduceOnPlateau
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
 from tfmusic.training import telemetry
 from tfmusic.training.summaries import SummaryWriters
+from tfmusic.training.task import Task, loss_scale_optimizer, minimize, scale_loss
 
 log = logging.getLogger(__name__)
-
-
-class Task:
-    """Base class of everything the trainer can train (see the module docstring)."""
-
-    name: str = "task"
-    trainer: "Trainer"
-
-    def build(self) -> None:
-        raise NotImplementedError
-
-    def checkpoint_items(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
-        return {}
-
-    def train_dataset(self) -> tf.data.Dataset:
-        raise NotImplementedError
-
-    def eval_dataset(self) -> tf.data.Dataset | None:
-        return None
-
-    def prepare(self) -> None:
-        """Fresh runs only: one-off initialisation that depends on data."""
-
-    def train_step(self, batch: Any) -> dict[str, tf.Tensor]:
-        raise NotImplementedError
-
-    def eval_step(self, batch: Any) -> dict[str, tf.Tensor]:
-        raise NotImplementedError
-
-    def finalize_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        return metrics
-
-    def write_summaries(self, batch: Any, step: int) -> None:
-        """Optional audio / image summaries (eager, chief only)."""
-
-    def activation_inputs(self, batch: Any) -> Any:
-        """What ``export_model()`` takes for one batch (activation histograms); default: ``batch[0]``."""
-        return (batch[0] if isinstance(batch, (tuple, list)) else batch)[:8]
-
-    def export_model(self) -> keras.Model:
-        raise NotImplementedError
-
-
-def scale_loss(per_example_loss: tf.Tensor) -> tf.Tensor:
-    """Average a per-example loss over the GLOBAL batch, so summed replica gradients are right."""
-    return tf.nn.compute_average_loss(tf.cast(per_example_loss, tf.float32))
-
-
-def loss_scale_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
-    """Wrap ``optimizer`` in dynamic loss scaling when the global policy is ``mixed_float16``."""
-    if keras.mixed_precision.global_policy().name == "mixed_float16" and not isinstance(
-        optimizer, keras.optimizers.LossScaleOptimizer
-    ):
-        return keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def minimize(optimizer: keras.optimizers.Optimizer, loss_fn: Callable[[], Any],
-             variables: list) -> Any:
-    """One optimizer update: ``loss_fn()`` returns ``loss`` or ``(loss, aux)``; the loss must
-    already be scaled for the global batch (:func:`scale_loss`). Handles mixed-precision loss
-    scaling. Returns what ``loss_fn`` returned."""
-    with tf.GradientTape() as tape:
-        result = loss_fn()
-        loss = result[0] if isinstance(result, tuple) else result
-        scaled = optimizer.scale_loss(loss)
-    grads = tape.gradient(scaled, variables)
-    telemetry.record_gradients(optimizer, grads)  # TensorBoard grad_norm/<optimizer>
-    optimizer.apply(grads, variables)
-    return result
 
 
 @dataclasses.dataclass
