@@ -60,8 +60,10 @@ def test_vocabulary_is_first_appearance_order_over_full_product(full):
 def test_spelling_matches_music21():
     from music21 import pitch
 
+    from tfmusic.music.notes import midi_to_name
+
     for midi in range(60, 110):
-        assert dm.midi_to_name(midi) == pitch.Pitch(midi=midi).nameWithOctave
+        assert midi_to_name(midi) == pitch.Pitch(midi=midi).nameWithOctave
 
 
 def test_rows_0_1_2999():

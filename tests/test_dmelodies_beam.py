@@ -45,7 +45,7 @@ def test_outputs_counts_and_order(generated):
     expected = dm.split_indices(0, limit=LIMIT)
     assert meta["num_items"] == LIMIT and meta["seed"] == 0 and meta["limit"] == LIMIT
     assert meta["factor_names"] == list(dm.FACTOR_NAMES) and meta["factor_sizes"] == list(dm.FACTOR_SIZES)
-    assert meta["generation_seconds"] > 0 and meta["version"] == dm.VERSION
+    assert meta["version"] == dm.VERSION and "generation_seconds" not in meta  # output bytes stay reproducible
     for split in dm.SPLITS:
         c = meta["counts"][split]
         assert c["in"] == c["out"] == c["expected"] == len(expected[split]) and c["rejected"] == {}
@@ -122,8 +122,8 @@ def test_load_tf_data(generated):
     assert next(iter(dm.load(generated, "test", 64, drop_remainder=True, repeat=True)))[0].shape[0] == 64
     with pytest.raises(ValueError, match="unknown split"):
         dm.load(generated, "valid", 8)
-    with pytest.raises(ValueError, match="no 'dmelodies-train"):
-        dm.load(generated.parent, "train", 8)
+    with pytest.raises(FileNotFoundError, match="no metadata.json"):
+        dm.load(generated.parent, "train", 8)  # shards without metadata (e.g. a killed run) are not a dataset
 
 
 def test_info_cli(generated, capsys):

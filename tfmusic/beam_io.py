@@ -118,7 +118,18 @@ def finalize(entries: Iterable[dict], out_dir: str, staging: str) -> list[dict]:
     for e in entries:
         storage.rename(e["staged"], storage.join(out_dir, e["file"]))
     storage.delete_tree(staging)
+    _remove_empty_local_dir(storage.dirname(staging))
     return [{k: v for k, v in e.items() if k != "staged"} for e in entries]
+
+
+def _remove_empty_local_dir(path: str) -> None:
+    import os
+
+    if storage.is_local(path):
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty (another run's staging) or already gone
+            pass
 
 
 def FinalizeFiles(out_dir: str, staging: str):  # noqa: N802 - a PTransform factory reads like a class

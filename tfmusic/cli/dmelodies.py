@@ -42,9 +42,8 @@ def _summary(meta: dict, data_dir: str) -> str:
     lines.append("  factors    " + ", ".join(f"{n}={s}" for n, s in zip(meta["factor_names"], meta["factor_sizes"])))
     size = sum(s["num_bytes"] for s in meta["shards"])
     lines.append(f"  size       {size / 2**20:.1f} MiB of TFRecords")
-    lines.append(f"  generated  {meta['generated_at']} in {meta['generation_seconds']:.1f} s "
-                 f"(Beam pipeline {meta['pipeline_seconds']:.1f} s)"
-                 + (f" (beam flags: {' '.join(meta['beam_args'])})" if meta.get("beam_args") else ""))
+    if "generation_seconds" in meta:  # only for the run that just finished (not stored in the dataset)
+        lines.append(f"  generated  in {meta['generation_seconds']:.1f} s (Beam pipeline {meta['pipeline_seconds']:.1f} s)")
     return "\n".join(lines)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+import numpy as _np
+
 
 def int64_feature(values: Iterable[int]):
     import tensorflow as tf
@@ -67,6 +69,65 @@ def dmelodies_example(index: int, tokens: Iterable[int], factors: Iterable[int])
         "tokens": int64_feature(tokens),
         "factors": int64_feature(factors),
     })
+
+
+# dMelodies records in bulk: the Beam job encodes ~60k records per shard, so the fixed layout of
+# these small examples is written with numpy instead of one proto per record.
+def _varint_columns(values):
+    """Protobuf varint bytes of non-negative int64 ``values``: ``(N, 10)`` uint8 and lengths ``(N,)``."""
+    v = values.astype(_np.uint64)
+    groups = _np.stack([(v >> _np.uint64(7 * k)) & _np.uint64(0x7F) for k in range(10)], axis=1)
+    lengths = _np.maximum(1, 10 - _np.argmax(groups[:, ::-1] != 0, axis=1))
+    lengths = _np.where(v == 0, 1, lengths)
+    cont = _np.arange(10)[None, :] < (lengths[:, None] - 1)
+    return (groups | _np.where(cont, _np.uint64(0x80), _np.uint64(0))).astype(_np.uint8), lengths
+
+
+def _int64_entry(key: bytes, values):
+    """Serialized ``Features.feature`` map entry (key -> Int64List) for rows of one-byte varints."""
+    n, k = values.shape
+    inner = [_np.full((n, 1), 0x0A, _np.uint8), _np.full((n, 1), k, _np.uint8), values.astype(_np.uint8)]
+    int64_list_len = 2 + k
+    feature_len = 2 + int64_list_len
+    entry_len = 2 + len(key) + 2 + feature_len
+    head = bytes([0x0A, entry_len, 0x0A, len(key)]) + key + bytes([0x12, feature_len, 0x1A, int64_list_len])
+    if entry_len >= 128:
+        raise ValueError(f"feature '{key.decode()}' too long for the fixed-layout encoder")
+    return _np.concatenate([_np.broadcast_to(_np.frombuffer(head, _np.uint8), (n, len(head)))] + inner, axis=1)
+
+
+def dmelodies_examples_bytes(index, tokens, factors) -> list[bytes]:
+    """Serialized ``tf.train.Example`` records, byte-identical to ``SerializeToString(deterministic=True)``
+    of :func:`dmelodies_example`, built in bulk with numpy (keys in sorted order)."""
+    index = _np.asarray(index, dtype=_np.int64).reshape(-1)
+    tokens = _np.asarray(tokens, dtype=_np.int64)
+    factors = _np.asarray(factors, dtype=_np.int64)
+    n = len(index)
+    if tokens.shape != (n, DMELODIES_SEQ_LEN) or factors.shape != (n, DMELODIES_NUM_FACTORS):
+        raise ValueError(f"shapes do not line up: index {index.shape}, tokens {tokens.shape}, factors {factors.shape}")
+    for name, arr in (("tokens", tokens), ("factors", factors)):
+        if arr.size and (arr.min() < 0 or arr.max() > 127):
+            raise ValueError(f"{name} values must lie in 0..127 for the bulk encoder")
+    if n and index.min() < 0:
+        raise ValueError("index must be non-negative")
+    assert sorted(DMELODIES_FEATURES) == ["factors", "index", "tokens"]
+    fac = _int64_entry(b"factors", factors)
+    tok = _int64_entry(b"tokens", tokens)
+    var, lengths = _varint_columns(index)
+    records: list[bytes] = [b""] * n
+    for length in _np.unique(lengths):
+        rows = _np.flatnonzero(lengths == length)
+        idx = _int64_entry(b"index", var[rows, :length])
+        body = _np.concatenate([fac[rows], idx, tok[rows]], axis=1)
+        if body.shape[1] >= 128:
+            raise ValueError("record too long for the fixed-layout encoder")
+        head = _np.broadcast_to(_np.asarray([0x0A, body.shape[1]], _np.uint8), (len(rows), 2))
+        arr = _np.ascontiguousarray(_np.concatenate([head, body], axis=1))
+        buf, width = arr.tobytes(), arr.shape[1]
+        for j, r in enumerate(rows.tolist()):
+            records[r] = buf[j * width:(j + 1) * width]
+    return records
+
 
 
 # ---------------------------------------------------------------------------------------------

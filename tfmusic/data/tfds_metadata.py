@@ -5,9 +5,14 @@ bytes); this module supplies the two pieces that make such a folder a TFDS datas
 
 * :func:`write_tfrecord` frames serialized records as TFRecord (length + masked CRC32C) with
   ``google-crc32c`` only, so Beam workers need not import TensorFlow;
-* :func:`write_tfds_metadata` writes ``dataset_info.json`` and ``features.json`` from a
+* :func:`tfds_metadata_files` builds ``dataset_info.json`` and ``features.json`` from a
   ``{name: (shape, dtype)}`` feature table and the per-shard record counts the job already knows,
-  so nothing has to be re-read.
+  so nothing has to be re-read, and without importing ``tensorflow_datasets`` (a 100 MB dependency
+  Dataflow workers would otherwise install just for two small JSON files). They are the JSON that
+  ``tfds.folder_dataset.write_metadata`` writes (same fields, same proto-JSON spelling: int64 as
+  strings); a test loads the result with ``tfds.builder_from_directory``.
+
+Everything goes through :mod:`tfmusic.storage`, so the folder may be on ``gs://``.
 
 Shard files follow the TFDS template ``{DATASET}-{SPLIT}.tfrecord-{SHARD:05d}-of-{NUM:05d}``.
 """
@@ -17,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import struct
-from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
 FILE_FORMAT = "tfrecord"
@@ -37,20 +41,23 @@ def shard_pattern(dataset: str, split: str | None = None) -> re.Pattern:
     return re.compile(rf"^{re.escape(dataset)}-({split_re})\.{FILE_FORMAT}-(\d{{5}})-of-(\d{{5}})$")
 
 
-def list_shards(data_dir: str | os.PathLike, dataset: str, split: str) -> list[Path]:
-    """The shard files of one split in shard order; checks the set is complete."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(2, "dataset directory does not exist", str(data_dir))
+def list_shards(data_dir: str | os.PathLike, dataset: str, split: str) -> list[str]:
+    """The shard paths of one split in shard order; checks the set is complete."""
+    from tfmusic import storage
+
+    data_dir = storage.check_path(data_dir, what="dataset directory")
+    if not storage.is_dir(data_dir):
+        raise FileNotFoundError(2, "dataset directory does not exist", data_dir)
     pattern = shard_pattern(dataset, split)
-    found = sorted((int(m.group(2)), int(m.group(3)), p) for p in data_dir.iterdir()
-                   if (m := pattern.match(p.name)))
+    found = sorted((int(m.group(2)), int(m.group(3)), p)
+                   for p in storage.glob(storage.join(data_dir, f"{dataset}-{split}.{FILE_FORMAT}-*"))
+                   if (m := pattern.match(storage.basename(p))))
     if not found:
         raise ValueError(f"{data_dir}: no '{dataset}-{split}.{FILE_FORMAT}-*' shards "
                          f"(was the dataset generated into this directory?)")
     totals = {n for _, n, _ in found}
     if len(totals) != 1 or [s for s, _, _ in found] != list(range(next(iter(totals)))):
-        names = ", ".join(p.name for _, _, p in found)
+        names = ", ".join(storage.basename(p) for _, _, p in found)
         raise ValueError(f"{data_dir}: incomplete or mixed shard set for split '{split}': {names}")
     return [p for _, _, p in found]
 
@@ -83,32 +90,32 @@ def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
 
 
 def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes]) -> int:
-    """Stream ``records`` into ``path`` atomically (temp file + rename); returns the file size in bytes."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    """Stream ``records`` into ``path`` atomically (temp sibling + rename); returns the size in bytes."""
+    from tfmusic import storage
+
+    path = os.fspath(path)
+    tmp = storage.temp_sibling(path)
     size = 0
-    with open(tmp, "wb") as fh:
+    with storage.open_write(tmp) as fh:
         for parts in _frame_parts(records):
             for part in parts:
                 fh.write(part)
                 size += len(part)
-    os.replace(tmp, path)
+    storage.rename(tmp, path)
     return size
 
 
-def tfds_features(spec: Mapping[str, tuple[Sequence[int], str]]):
-    """A ``tfds.features.FeaturesDict`` from ``{name: (shape, dtype name)}`` (e.g. from schema.py)."""
-    import numpy as np
-    import tensorflow_datasets as tfds
+def _features_json(spec: Mapping[str, tuple[Sequence[int], str]]) -> dict:
+    features = {}
+    for name, (shape, dtype) in spec.items():
+        dims = {"dimensions": [str(int(d)) for d in shape]} if len(shape) else {}
+        features[name] = {"pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
+                          "tensor": {"dtype": str(dtype), "encoding": "none", "shape": dims}}
+    return {"featuresDict": {"features": dict(sorted(features.items()))},
+            "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict"}
 
-    return tfds.features.FeaturesDict({
-        name: tfds.features.Tensor(shape=tuple(shape), dtype=np.dtype(dtype))
-        for name, (shape, dtype) in spec.items()
-    })
 
-
-def write_tfds_metadata(
-    data_dir: str | os.PathLike,
+def tfds_metadata_files(
     *,
     dataset: str,
     features: Mapping[str, tuple[Sequence[int], str]],
@@ -117,39 +124,24 @@ def write_tfds_metadata(
     description: str = "",
     homepage: str | None = None,
     citation: str | None = None,
-    check_data: bool = True,
-) -> None:
-    """Write ``dataset_info.json`` + ``features.json`` next to already written shards.
+) -> dict[str, bytes]:
+    """``{"dataset_info.json": ..., "features.json": ...}`` for shards already written.
 
     ``shards`` maps split name -> ``[(num_records, num_bytes), ...]`` in shard order, as reported by
-    the writer; the shard files must exist under the TFDS template names. With ``check_data``
-    TFDS loads one example back to prove the feature spec matches the records.
+    the writer (the files follow :func:`shard_filename`). Pure: the caller writes the bytes.
     """
-    import tensorflow_datasets as tfds
+    import json
 
-    data_dir = Path(data_dir)
-    split_infos = []
-    for split, infos in shards.items():
-        expected = [data_dir / shard_filename(dataset, split, i, len(infos)) for i in range(len(infos))]
-        missing = [str(p) for p in expected if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(2, "shard listed in the metadata is missing", missing[0])
-        split_infos.append(tfds.core.SplitInfo(
-            name=split,
-            shard_lengths=[int(n) for n, _ in infos],
-            num_bytes=int(sum(b for _, b in infos)),
-        ))
-    kwargs = {"description": description}
-    if homepage:
-        kwargs["homepage"] = homepage
+    info: dict = {"description": description, "fileFormat": FILE_FORMAT}
     if citation:
-        kwargs["citation"] = citation
-    tfds.folder_dataset.write_metadata(
-        data_dir=os.fspath(data_dir),
-        features=tfds_features(features),
-        split_infos=split_infos,
-        version=version,
-        filename_template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-        check_data=check_data,
-        **kwargs,
-    )
+        info["citation"] = citation
+    if homepage:
+        info["location"] = {"urls": [homepage]}
+    info["name"] = dataset
+    info["splits"] = [{"filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}", "name": split,
+                       "numBytes": str(int(sum(b for _, b in infos))),
+                       "shardLengths": [str(int(n)) for n, _ in infos]}
+                      for split, infos in shards.items()]
+    info["version"] = version
+    return {"dataset_info.json": (json.dumps(info, indent=2) + "\n").encode(),
+            "features.json": (json.dumps(_features_json(features), indent=4, sort_keys=True) + "\n").encode()}
