@@ -58,6 +58,33 @@ def make_pipeline(beam_args: Sequence[str] = ()):
     return beam.Pipeline(runner=FnApiRunner(provision_info=provision), options=options)
 
 
+def flag_value(argv: Sequence[str], name: str) -> str | None:
+    """Value of ``--name=value`` or ``--name value`` among pass-through Beam flags."""
+    argv = list(argv)
+    for i, a in enumerate(argv):
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def run_pipeline(build: Callable[[Any], None], beam_args: Sequence[str] = ()) -> bool:
+    """Build a pipeline with ``build(p)`` and run it to completion; returns False when the run only
+    wrote a Dataflow template (``--template_location``): the job then runs later, on Dataflow,
+    and its outputs do not exist yet."""
+    pipeline = make_pipeline(beam_args)
+    build(pipeline)
+    result = pipeline.run()
+    if flag_value(beam_args, "--template_location"):
+        return False
+    result.wait_until_finish()
+    state = getattr(result, "state", None)
+    if state is not None and str(state).upper().endswith(("FAILED", "CANCELLED")):
+        raise RuntimeError(f"Beam job ended in state {state}")
+    return True
+
+
 def progress_dofn(fn: Callable[[Any], Any], *, total: int, desc: str, unit: str, enabled: bool = True):
     """A DoFn yielding ``fn(element)`` per element and ticking a tqdm bar, one bar per worker.
 

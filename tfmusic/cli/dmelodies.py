@@ -22,9 +22,11 @@ def _generate(args: argparse.Namespace) -> int:
         meta = dmelodies.generate(
             args.out, seed=args.seed, num_shards=num_shards, limit=args.limit,
             beam_args=args.extra_args, progress=False if args.quiet else None)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         raise CliError(str(err)) from None
-    if not args.quiet:
+    if "template_location" in meta:
+        print(f"Dataflow template written to {meta['template_location']} (the job writes {meta['out']} when launched)")
+    elif not args.quiet:
         print(_summary(meta, args.out))
     return 0
 

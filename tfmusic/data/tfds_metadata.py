@@ -84,6 +84,23 @@ def _frame_parts(records: Iterable[bytes]) -> Iterator[tuple[bytes, bytes, bytes
         yield header, rec, struct.pack("<I", _masked_crc(rec))
 
 
+def iter_tfrecord(fh) -> Iterator[bytes]:
+    """The records of a TFRecord stream (uncompressed), CRCs checked, without TensorFlow."""
+    while True:
+        header = fh.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise ValueError("truncated TFRecord header")
+        (n,) = struct.unpack("<Q", header[:8])
+        if struct.unpack("<I", header[8:])[0] != _masked_crc(header[:8]):
+            raise ValueError("corrupt TFRecord length (CRC mismatch)")
+        data, footer = fh.read(n), fh.read(4)
+        if len(data) < n or len(footer) < 4 or struct.unpack("<I", footer)[0] != _masked_crc(data):
+            raise ValueError("truncated or corrupt TFRecord data")
+        yield data
+
+
 def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
     """Serialized records framed as one TFRecord file body (no compression)."""
     return b"".join(part for parts in _frame_parts(records) for part in parts)

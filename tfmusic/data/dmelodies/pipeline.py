@@ -191,10 +191,12 @@ def generate(
     progress: bool | None = None,
 ) -> dict:
     """Run the Beam job into ``out_dir`` (local or any Beam filesystem); returns the metadata dict
-    with the wall times of this run added (they are not written: output bytes stay reproducible)."""
+    with the wall times of this run added (they are not written: output bytes stay reproducible).
+    With ``--template_location`` in ``beam_args`` only the Dataflow template is written and
+    ``{"template_location", "out"}`` is returned."""
     import sys
 
-    from tfmusic.beam_options import make_pipeline
+    from tfmusic.beam_options import flag_value, run_pipeline
     from tfmusic.data.dmelodies.reader import read_metadata
 
     started = time.time()
@@ -207,9 +209,10 @@ def generate(
     if progress is None:
         progress = sys.stderr.isatty()
     pipeline_started = time.time()
-    with make_pipeline(beam_args) as p:
-        _ = p | "GenerateDMelodies" >> GenerateDMelodies(out, seed=seed, num_shards=num_shards, limit=limit,
-                                                         progress=progress)
+    finished = run_pipeline(lambda p: p | "GenerateDMelodies" >> GenerateDMelodies(
+        out, seed=seed, num_shards=num_shards, limit=limit, progress=progress), beam_args)
+    if not finished:
+        return {"template_location": flag_value(beam_args, "--template_location"), "out": out}
     meta = read_metadata(out)
     meta["pipeline_seconds"] = round(time.time() - pipeline_started, 3)
     meta["generation_seconds"] = round(time.time() - started, 3)

@@ -6,6 +6,7 @@ Shards are read by TensorFlow's own filesystems (local, ``gs://``); metadata thr
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from typing import Iterable
@@ -14,6 +15,7 @@ import numpy as np
 
 from tfmusic import storage
 from tfmusic.data import schema
+from tfmusic.data.tfds_metadata import iter_tfrecord
 from tfmusic.data.dmelodies.factors import DATASET_NAME, NUM_ITEMS, _check_indices, generate_items
 from tfmusic.data.dmelodies.pipeline import METADATA, plan_shards, shard_name
 from tfmusic.data.dmelodies.splits import SPLITS, split_indices
@@ -121,7 +123,8 @@ def read_items(data_dir: str | os.PathLike, indices: Iterable[int]) -> tuple[np.
         path = storage.join(os.fspath(data_dir), shard_name(split, shard, num))
         if not storage.exists(path):
             raise FileNotFoundError(2, "shard missing", path)
-        rec = list(tf.data.TFRecordDataset(path).skip(pos - start).take(1))
+        with storage.open_read(path) as fh:  # storage, not TF's filesystem: any Beam scheme works
+            rec = list(itertools.islice(iter_tfrecord(fh), pos - start, pos - start + 1))
         if not rec:
             raise ValueError(f"{path}: shard is shorter than its metadata says (no record {pos - start})")
         ex = {k: v.numpy() for k, v in tf.io.parse_single_example(rec[0], spec).items()}
