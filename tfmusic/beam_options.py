@@ -14,6 +14,10 @@ from typing import Any, Callable, Sequence
 
 DEFAULT_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 DEFAULT_WORKER_LOG_LEVEL = "WARNING"
+# Local SDK workers have no staging directory by design; their start-up warning about it says nothing
+# a user can act on, so that one logger is raised to ERROR (other worker warnings still show). The
+# worker runs that module as a script, so its logger is named "__main__".
+QUIET_WORKER_LOGGERS = '{"__main__": "ERROR", "apache_beam.runners.worker.sdk_worker_main": "ERROR"}'
 
 
 def has_flag(argv: Sequence[str], name: str) -> bool:
@@ -34,6 +38,8 @@ def pipeline_options(beam_args: Sequence[str] = ()):
         runner = DEFAULT_RUNNER
         if not has_flag(args, "--default_sdk_harness_log_level"):
             args.append(f"--default_sdk_harness_log_level={DEFAULT_WORKER_LOG_LEVEL}")
+        if not has_flag(args, "--sdk_harness_log_level_overrides"):
+            args.append(f"--sdk_harness_log_level_overrides={QUIET_WORKER_LOGGERS}")
     options = PipelineOptions(args)
     return options, runner
 
