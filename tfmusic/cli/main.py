@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "vae",
     "datasets",
     "export",
+    "convert",
     "serve",
     "demo",
 )

@@ -18,7 +18,7 @@ import numpy as np
 
 from tfmusic.models.openunmix import OpenUnmix
 
-__all__ = ["load_openunmix_state_dict"]
+__all__ = ["convert_openunmix_folder", "load_openunmix_state_dict"]
 
 _IGNORED_PREFIXES = ("stft.", "transform.", "sample_rate")
 
@@ -106,3 +106,73 @@ def load_openunmix_state_dict(
     if unknown:
         raise ValueError(f"{source}: parameters the Keras Open-Unmix has no place for: {', '.join(unknown[:8])}")
     return model
+
+
+def _read_json(path: str) -> dict:
+    import json
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "missing in the Open-Unmix model folder", path)
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def _target_weights(folder: str, target: str) -> str:
+    """``<target>.pth`` or the hub-style ``<target>-<sha256 prefix>.pth``."""
+    import glob
+
+    exact = os.path.join(folder, f"{target}.pth")
+    if os.path.isfile(exact):
+        return exact
+    found = sorted(glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(target)}-*.pth")))
+    if not found:
+        raise FileNotFoundError(2, f"no weights for target '{target}' ({target}.pth)", exact)
+    return found[0]
+
+
+def convert_openunmix_folder(folder: str | os.PathLike, targets: list[str] | None = None):
+    """An Open-Unmix model folder -> a tfmusic :class:`~tfmusic.models.separator.Separator`.
+
+    The folder is what openunmix's training writes and ``umx --model DIR`` reads: ``separator.json``
+    (sample_rate, nfft, nhop, nb_channels), then per target ``<target>.json`` (its ``args``:
+    nfft, nb_channels, hidden_size; optional nb_layers / unidirectional) and ``<target>.pth``
+    (``max_bin`` is the length of ``input_mean``, as openunmix infers it). Targets default to every
+    ``<target>.json`` beside ``separator.json``. No Wiener filtering (openunmix's ``niter=0``).
+    """
+    from tfmusic.audio.io import DEFAULT_SAMPLE_RATE
+    from tfmusic.models.separator import Separator
+
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(2, "not an Open-Unmix model folder", folder)
+    conf = _read_json(os.path.join(folder, "separator.json"))
+    missing = [k for k in ("sample_rate", "nfft", "nhop") if k not in conf]
+    if missing:
+        raise ValueError(f"{folder}/separator.json: missing {', '.join(missing)}")
+    if int(round(float(conf["sample_rate"]))) != DEFAULT_SAMPLE_RATE:
+        raise ValueError(f"{folder}/separator.json: sample_rate {conf['sample_rate']} - tfmusic separators "
+                         f"run at {DEFAULT_SAMPLE_RATE} Hz")
+    if targets is None:
+        targets = sorted(name[:-5] for name in os.listdir(folder)
+                         if name.endswith(".json") and name != "separator.json")
+    if not targets:
+        raise ValueError(f"{folder}: no <target>.json next to separator.json")
+    models = {}
+    for target in targets:
+        info = _read_json(os.path.join(folder, f"{target}.json"))
+        args = info.get("args", info)
+        if int(args.get("nfft", conf["nfft"])) != int(conf["nfft"]):
+            raise ValueError(f"{folder}/{target}.json: nfft {args['nfft']} differs from separator.json's {conf['nfft']}")
+        path = _target_weights(folder, target)
+        state = _read_state_dict(path)
+        if "input_mean" not in state:
+            raise ValueError(f"{path}: no input_mean; is this an Open-Unmix target model?")
+        model = OpenUnmix(nb_channels=int(args.get("nb_channels", conf.get("nb_channels", 2))),
+                          hidden_size=int(args.get("hidden_size", 512)), nb_layers=int(args.get("nb_layers", 3)),
+                          n_bins=int(conf["nfft"]) // 2 + 1, max_bin=int(state["input_mean"].shape[0]),
+                          unidirectional=bool(args.get("unidirectional", False)), target=target)
+        models[target] = load_openunmix_state_dict(model, path)
+    return Separator(models, n_fft=int(conf["nfft"]), hop_length=int(conf["nhop"]))
