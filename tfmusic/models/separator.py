@@ -29,6 +29,7 @@ import keras
 from keras import ops
 
 from tfmusic.audio.stft import ISTFT, STFT, Magnitude
+from tfmusic.models.files import load_keras_file
 from tfmusic.models.iass import IASS
 from tfmusic.models.openunmix import OpenUnmix
 
@@ -195,10 +196,7 @@ def _load_one(path: str) -> list[tuple[str | None, keras.Model]]:
         raise FileNotFoundError(path)
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: expected a .keras file or a training run directory holding model.keras")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as err:
-        raise ValueError(f"{path}: could not load the Keras model ({err})") from err
+    model = load_keras_file(path)
     if isinstance(model, Separator):
         return list(model.targets.items())
     if not isinstance(model, (IASS, OpenUnmix)):

@@ -29,8 +29,9 @@ from tfmusic.models.vae.objectives import FactorDiscriminator, Objective
 from tfmusic.models.vae.presets import OBJECTIVES, build_objective, build_vae, default_reg, family_of
 from tfmusic.training.trainer import Task, loss_scale_optimizer, minimize
 
-# split used for evaluation during training / for the final metrics, per family (B.3, C.9)
-EVAL_SPLITS = {"dmelodies": ("validation", "test"), "measure": ("validation", "eval"),
+# split used for evaluation during training / for the final metrics, per family (B.3, C.9); measures:
+# both hold out whole tunes and drop bars that repeat training bars (tfmusic.data.measures.records)
+EVAL_SPLITS = {"dmelodies": ("validation", "test"), "measure": ("validation", "test"),
                "image": ("validation", "test")}
 
 
@@ -375,7 +376,9 @@ def load_run(run_dir: str | Path) -> tuple[VAE, dict]:
         raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
     import tfmusic.models.vae.decoders  # noqa: F401  (register serializable classes)
     import tfmusic.models.vae.encoders  # noqa: F401
-    model = keras.saving.load_model(model_path)
+    from tfmusic.models.files import load_keras_file
+
+    model = load_keras_file(model_path, compile=True)
     return model, meta
 
 
