@@ -266,8 +266,9 @@ class Trainer:
                 if step == start:
                     graph.start()
                 began = time.perf_counter()
-                try:
-                    metrics = train_fn(iterator)
+                try:  # the Trace is the profiler's step marker (step time in the Profile tab)
+                    with tf.profiler.experimental.Trace("train", step_num=step + 1, _r=1):
+                        metrics = train_fn(iterator)
                 except (StopIteration, tf.errors.OutOfRangeError):
                     raise ValueError(f"task {task.name!r}: the training dataset yielded no batches") from None
                 values = {k: float(v) for k, v in metrics.items()}  # waits for the step to finish
