@@ -41,6 +41,21 @@ class ModelConfig:
     labels: dict[str, int] = field(default_factory=dict)
 
 
+def inside_repository(repo: Path, name: str, source: str) -> Path:
+    """``repo/name``, refusing names and symlinks that lead outside the repository.
+
+    Model names and base paths come from configs and requests; with ``--models REPO`` the server
+    must only ever load what lies under REPO (``..``, absolute paths and symlinks out are refused).
+    """
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"model path {source!r}: not a model folder name inside the repository {repo}")
+    path = repo / name
+    root = repo.resolve()
+    if path.exists() and not path.resolve().is_relative_to(root):
+        raise ValueError(f"model path {source!r}: {path} resolves to {path.resolve()}, outside the repository {root}")
+    return path
+
+
 def resolve_base_path(base_path: str, repo: Path | None, config_path: Path | None) -> Path:
     """Where a config's ``base_path`` lives on this machine.
 
@@ -48,7 +63,7 @@ def resolve_base_path(base_path: str, repo: Path | None, config_path: Path | Non
     ``REPO/separator``. Without it, relative paths are taken from the config file's folder.
     """
     if repo is not None:
-        return repo / Path(base_path).name
+        return inside_repository(repo, Path(base_path).name, base_path)
     path = Path(base_path)
     if not path.is_absolute() and config_path is not None:
         path = config_path.parent / path
@@ -97,7 +112,7 @@ def repo_models(repo: str | os.PathLike) -> list[ModelConfig]:
     repo = Path(repo)
     if not repo.is_dir():
         raise ValueError(f"{repo}: model repository folder does not exist")
-    return [ModelConfig(p.name, p) for p in sorted(repo.iterdir())
+    return [ModelConfig(p.name, inside_repository(repo, p.name, p.name)) for p in sorted(repo.iterdir())
             if p.is_dir() and not p.name.startswith(".") and any(c.name.isdigit() for c in p.iterdir())]
 
 

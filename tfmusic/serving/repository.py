@@ -30,8 +30,12 @@ def list_versions(model_dir: str | os.PathLike) -> list[int]:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return []
+    root = model_dir.resolve()
+    # A version folder that is a symlink out of its model folder is ignored: nothing outside the
+    # repository is ever loaded.
     return sorted(int(p.name) for p in model_dir.iterdir()
-                  if p.is_dir() and re.fullmatch(r"\d+", p.name) and (p / "saved_model.pb").is_file())
+                  if p.is_dir() and re.fullmatch(r"\d+", p.name) and (p / "saved_model.pb").is_file()
+                  and p.resolve().is_relative_to(root))
 
 
 def read_meta_graph(version_dir: str | os.PathLike, tag: str = "serve"):
