@@ -29,6 +29,12 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default receive limit
 RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
+# Every request carries at least this many samples (short songs and tails are zero-padded by the
+# chunk driver): TF Serving's metadata cannot say a signature's minimum length (IASS needs 10,240
+# samples at the default STFT, Open-Unmix 2,049; see serving/README.md), so the client stays above all.
+CLIENT_MIN_SAMPLES = 16_384
+
+
 class ServingClient:
     """Predict / GetModelMetadata / GetModelStatus against one model on a TF Serving endpoint.
 
@@ -195,7 +201,8 @@ class ServingClient:
         return int(chunk)
 
     def separate(self, waveform: np.ndarray, *, signature: str = "serving_default", activity: bool = False,
-                 chunk_samples: int | None = None, overlap_samples: int = 4096, min_samples: int = 4096,
+                 chunk_samples: int | None = None, overlap_samples: int = 4096,
+                 min_samples: int = CLIENT_MIN_SAMPLES,
                  sink=None, progress: bool = False) -> dict[str, np.ndarray]:
         """Separate a ``(channels, samples)`` float32 waveform (44.1 kHz) -> ``{target: (channels, samples)}``.
 
@@ -216,6 +223,7 @@ class ServingClient:
         limit = self.chunk_samples(wav.shape[0], len(targets), overlap_samples)
         # whole hops, rounded down, because separate_in_chunks rounds chunk lengths up to hops
         chunk = max(1024, min(chunk_samples or limit, limit) // 1024 * 1024)
+        min_samples = min(min_samples, chunk)  # a message limit below the model's minimum cannot be helped
         shape = sigs[signature].inputs.get("waveform", ("", None))[1]
         fixed = shape[-1] if shape and len(shape) == 3 and shape[-1] > 0 else None
         if fixed:  # fixed-length signature: every request carries exactly `fixed` samples
