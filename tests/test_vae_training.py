@@ -107,12 +107,13 @@ def test_factor_discriminator_update_touches_only_discriminator(tmp_path):
 
 def test_traversal_writes_pianoroll_scores_and_attributes(tmp_path):
     from tfmusic.models.vae.presets import build_vae
+    from tfmusic.data.codecs import codec_for
     from tfmusic.music.traversal import summary_images, write_traversal
 
     vae = build_vae("dmelodies-cnn", z_dim=12, seed=0)
     tokens, _ = dmelodies.generate_items(np.arange(3))
     vae(tokens)
-    out = write_traversal(vae, "dmelodies", 0, np.linspace(-2, 2, 4), tmp_path, x=tokens, engrave=False)
+    out = write_traversal(vae, codec_for("dmelodies"), 0, np.linspace(-2, 2, 4), tmp_path, x=tokens, engrave=False)
     for key in ("pianoroll_png", "midi", "musicxml"):
         assert (tmp_path / out["files"][key].split("/")[-1]).stat().st_size > 0
     assert len(out["tokens"]) == 4 and out["shown"] == "tonic"
@@ -120,4 +121,4 @@ def test_traversal_writes_pianoroll_scores_and_attributes(tmp_path):
     assert set(images) == {"traversal/dim_00", "traversal/dim_03", "reconstruction"}
     assert images["traversal/dim_00"].shape[0] == 62 and images["traversal/dim_00"].ndim == 3
     with pytest.raises(ValueError, match="outside"):
-        write_traversal(vae, "dmelodies", 40, [0.0], tmp_path, engrave=False)
+        write_traversal(vae, codec_for("dmelodies"), 40, [0.0], tmp_path, engrave=False)

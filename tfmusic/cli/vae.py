@@ -122,7 +122,9 @@ def _traverse(args: argparse.Namespace) -> int:
             raise CliError(f"--range '{args.range}': expected 'auto' or LOW,HIGH (e.g. -4,4)") from None
     values = np.linspace(low, high, args.steps)
     try:
-        result = write_traversal(vae, family, args.dim, values, args.out, x=x, attribute=args.attribute,
+        from tfmusic.data.codecs import codec_for
+
+        result = write_traversal(vae, codec_for(family), args.dim, values, args.out, x=x, attribute=args.attribute,
                                  engrave=not args.no_engrave)
     except ValueError as err:
         raise CliError(str(err)) from None

@@ -25,8 +25,8 @@ Each version also gets ``assets.extra/tf_serving_warmup_requests`` (PredictionLo
 version folder is written under a temporary name, validated (signatures as ``saved_model_cli show``
 reads them, no op from ``saved_model_cli scan``'s denylist, outputs equal to the Keras model's on
 fresh random inputs) and only then renamed into place, so a polling server never sees half a model.
-(Over 400 lines on purpose: the endpoints, their warmup examples and the validation that replays
-them share the `Endpoint` type and are read together.)
+Why one module: the endpoints, their warmup examples and the validation that replays them share
+the `Endpoint` type and are read together (over 400 lines on purpose).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tfmusic.music.codec import TokenCodec
+
 log = logging.getLogger(__name__)
 
 
@@ -106,36 +108,6 @@ def summary_images(vae, x: np.ndarray, dims: Sequence[int], values: Sequence[flo
 
 
 # ------------------------------------------------------------------------------------------ rendering
-def token_events(family: str, ids: np.ndarray) -> list[list[str]]:
-    """Token ids -> render events (note names, 'rest', '__') for the dataset family."""
-    from tfmusic.music.render import HOLD
-
-    ids = np.atleast_2d(np.asarray(ids))
-    if family == "dmelodies":
-        from tfmusic.data import dmelodies
-        return dmelodies.token_names(ids)
-    if family == "measure":
-        from tfmusic.data import measures
-        out = []
-        for row in ids:
-            toks = measures.ids_to_tokens(np.clip(row, 0, measures.VOCAB_SIZE - 1))
-            out.append([HOLD if t in ("<pad>", "START", "END") else t for t in toks])
-        return out
-    raise ValueError(f"no token rendering for family {family!r}")
-
-
-def token_attributes(family: str, ids: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Attributes recomputed from decoded tokens: measures -> the 4 bar attributes; dMelodies -> the 9
-    factors recovered with the reference rule (-1 where undecidable)."""
-    ids = np.atleast_2d(np.asarray(ids))
-    if family == "dmelodies":
-        from tfmusic.data import dmelodies
-        return dmelodies.decode_factors(ids).astype(np.float64), tuple(dmelodies.FACTOR_NAMES)
-    from tfmusic.music.attributes import ATTRIBUTE_NAMES, measure_attributes
-    events = token_events(family, ids)
-    return np.stack([measure_attributes(e) for e in events]).astype(np.float64), tuple(ATTRIBUTE_NAMES)
-
-
 def engrave_lilypond(musicxml: Path, out_dir: Path) -> Path | None:
     """PNG engraving via ``musicxml2ly`` + ``lilypond``; None (with a message) when they are not installed."""
     lily, conv = shutil.which("lilypond"), shutil.which("musicxml2ly")
@@ -175,9 +147,12 @@ def image_grid(images: np.ndarray, path: Path, titles: Sequence[str]) -> Path:
     return path
 
 
-def write_traversal(vae, family: str, dim: int, values: Sequence[float], out_dir: str | Path, *,
+def write_traversal(vae, codec: TokenCodec | None, dim: int, values: Sequence[float], out_dir: str | Path, *,
                     x: np.ndarray | None = None, attribute: int | None = None, engrave: bool = True) -> dict:
     """Decode a sweep along ``dim`` and write the pictures and scores into ``out_dir``.
+
+    ``codec`` says what the decoded tokens mean (``tfmusic.data.codecs.codec_for(family)``);
+    None for image models.
 
     ``attribute`` selects which recomputed attribute is shown beside each row (default: the one
     regularized on ``dim`` when ``dim`` indexes an attribute). Returns the written paths, the codes,
@@ -189,15 +164,15 @@ def write_traversal(vae, family: str, dim: int, values: Sequence[float], out_dir
     stem = f"traversal_dim{dim:02d}"
     titles = [f"z[{dim}] = {v:+.2f}" for v in values]
     result: dict = {"dim": dim, "values": values, "files": {}}
-    if family == "image":
+    if codec is None:
         result["files"]["png"] = str(image_grid(decoded, out_dir / f"{stem}.png", titles))
         return result
 
     from tfmusic.music import render
 
-    ticks_per_beat = 2 if family == "dmelodies" else 6
-    events = token_events(family, decoded)
-    attrs, names = token_attributes(family, decoded)
+    ticks_per_beat = codec.ticks_per_beat
+    events = codec.events(decoded)
+    attrs, names = codec.attributes(decoded)
     col = attribute if attribute is not None else (dim if dim < attrs.shape[1] else None)
     shown = attrs[:, col].tolist() if col is not None else values
     label = names[col] if col is not None else f"z[{dim}]"

@@ -26,6 +26,9 @@ Every checkpoint holds the task's items plus the trainer's step and its plateau 
 the interrupted run stopped, so with a deterministic pipeline (``trainer.deterministic: true``)
 a resumed run ends with the same weights as an uninterrupted one. Ctrl-C saves a checkpoint
 before exiting (single-worker strategies).
+
+Why one module: the loop and the state it checkpoints (step, plateau, early stopping, history)
+are read together; telemetry and the task protocol already live in their own modules.
 """
 
 from __future__ import annotations

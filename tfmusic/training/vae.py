@@ -10,6 +10,9 @@ optimizer's iteration counter, so schedules resume with the checkpoint.
 Data sources (``VAEData``) hide where batches come from: ``DirectoryData`` reads the generated
 TFRecords of ``tfmusic.data.dmelodies`` / ``measures`` / ``sprites``; ``ArrayData`` serves numpy arrays
 (tests, small demos).
+
+Why one module: the task, its data sources and the run entry point share ``VAEConfig`` and are
+changed together (the split into task / data / run modules is left for the VAE config rework).
 """
 
 from __future__ import annotations
