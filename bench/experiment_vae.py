@@ -6,8 +6,10 @@ AR-VAE beta = 0.001, gamma = 1, delta = 10 on latent dims 0-3 for rhythmic compl
 note density and contour. The paper trains 30 epochs x 10 seeds on GPUs; here each model gets a fixed
 step budget (default 800 steps; measured 1.3-1.8 s per step at batch 256 on the shared 2-core machine,
 so about 20 min per model), one seed by default.
-Metrics (B.6) on the 'eval' split: interpretability, MIG, SAP, SCC, modularity and reconstruction
-accuracy, printed beside the paper's folk medians (B.7). Results: ``<out>/experiment_vae.{md,json}``.
+Metrics (B.6) on the held-out 'test' split (whole tunes unseen in training, bars that repeat a training
+bar dropped; checkpoints are chosen on the 'validation' split, held out the same way): interpretability,
+MIG, SAP, SCC, modularity and reconstruction accuracy, printed beside the paper's folk medians (B.7).
+Results: ``<out>/experiment_vae.{md,json}``.
 
 Data: ``--data DIR`` with measures TFRecords; when DIR has no ``vocabulary.json`` the folk collections
 (oneills1850, ryansMammoth, essenFolksong) are extracted into it first (``--max-files`` limits the files
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     import platform
     n_train = data.num_examples("train")
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "date": time.strftime("%Y-%m-%d %H:%M"),
-            "data": str(args.data), "train_items": n_train, "eval_items": data.num_examples("eval"),
+            "data": str(args.data), "train_items": n_train, "eval_items": data.num_examples("test"),
             "steps": args.steps, "batch_size": args.batch_size, "seeds": seeds,
             "epochs": args.steps / max(1, -(-n_train // args.batch_size)), "paper": PAPER}
     (args.out / "experiment_vae.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2))

@@ -1,4 +1,4 @@
-"""Measures data: tokenization, vocabulary, extraction rules, the Beam job and the tf.data reader."""
+"""The measures Beam job (local and gs://), held-out splits, the tf.data reader and the CLI."""
 import json
 
 import numpy as np
@@ -6,139 +6,142 @@ import pytest
 
 from tfmusic.data import measures as M
 from tfmusic.music.attributes import HOLD, REST, grid_attributes
+from tests._gcs import download_tree, local_tree
 
-
-def test_frozen_sorted_vocabulary():
-    assert M.VOCABULARY[:5] == ("<pad>", "START", "END", "rest", "__")
-    assert M.VOCAB_SIZE == 35
-    assert M.VOCABULARY[5:9] == ("G3", "G#3", "A3", "B-3")
-    assert M.VOCABULARY[-1] == "C6"
-    doc = M.vocabulary_json()
-    assert doc["tokens"] == list(M.VOCABULARY) and doc["note_offset"] == 5
-    json.dumps(doc)
-
-
-def test_grid_ids_round_trip():
-    grid = np.array([55, HOLD, REST, HOLD, 84, 60] + [HOLD] * 18)
-    ids = M.grid_to_ids(grid)
-    assert ids[:6].tolist() == [5, 4, 3, 4, 34, 10]
-    np.testing.assert_array_equal(M.ids_to_grid(ids), grid)
-    assert M.ids_to_tokens(ids[:6]) == ["G3", "__", "rest", "__", "C6", "C4"]
-    with pytest.raises(ValueError, match="outside"):
-        M.grid_to_ids(np.array([54] + [HOLD] * 23))
-
-
-def _measure(elements):
-    from music21 import stream
-
-    m = stream.Measure()
-    for el in elements:
-        m.append(el)
-    return m
-
-
-def test_quantize_measure_rules():
-    from music21 import chord, duration, note, tie
-
-    def n(name, ql):
-        return note.Note(name, quarterLength=ql)
-
-    trip = [note.Note(p, duration=duration.Duration(1 / 3)) for p in ("A4", "B4", "C#5")]
-    grid, reason = M.quantize_measure(_measure([*trip, n("D5", 0.5), n("E5", 0.25), n("F#5", 0.25),
-                                                note.Rest(quarterLength=1), n("G4", 1)]))
-    assert reason is None
-    expected = [HOLD] * 24
-    for t, v in {0: 69, 2: 71, 4: 73, 6: 74, 9: 76, 11: 78, 12: REST, 18: 67}.items():
-        expected[t] = v
-    assert grid.tolist() == expected
-
-    tied = n("C5", 1)
-    tied.tie = tie.Tie("stop")
-    grid, _ = M.quantize_measure(_measure([tied, n("D5", 3)]))
-    assert grid[0] == HOLD and grid[6] == 74
-
-    assert M.quantize_measure(_measure([chord.Chord(["C4", "E4"], quarterLength=4)]))[1] == "chord"
-    from music21 import stream
-
-    two_voices = stream.Measure([stream.Voice([n("C5", 4)]), stream.Voice([n("E5", 4)])])
-    assert M.quantize_measure(two_voices)[1] == "multiple_voices"
-    thirty_seconds = [n("C5", 0.125), n("D5", 0.125), n("C5", 3.75)]
-    assert M.quantize_measure(_measure(thirty_seconds))[1] == "off_grid"
-
-
-def test_extract_score_counts_and_range():
-    from music21 import meter, note, stream
-
-    part = stream.Part()
-    pickup = stream.Measure(number=0)
-    pickup.append(meter.TimeSignature("4/4"))
-    pickup.append(note.Note("G4", quarterLength=1))
-    part.append(pickup)
-    for names in (["C5", "D5", "E5", "F5"], ["C3", "C4", "C5", "C6"], ["C7", "B6", "A6", "G6"]):
-        m = stream.Measure()
-        for name in names:
-            m.append(note.Note(name, quarterLength=1))
-        part.append(m)
-    m = stream.Measure()
-    m.append(meter.TimeSignature("3/4"))
-    m.append(note.Note("C5", quarterLength=3))
-    part.append(m)
-    score = stream.Score([part])
-    bars, rejected, seen = M.extract_score("oneills1850", "x#0", score)
-    assert seen == 5
-    assert dict(rejected) == {"incomplete_bar": 1, "out_of_range": 1, "time_signature": 1}
-    assert [b.bar_index for b in bars] == [1, 3]
-    # C7..G6 (96..91) is shifted down by the smallest amount that fits: 96 -> 84
-    assert [v for v in bars[1].grid if v >= 0] == [84, 83, 81, 79]
-
-
-def test_split_assignment_is_deterministic_and_tune_level():
-    tunes = [f"coll/file.abc#{k}" for k in range(400)]
-    splits = [[M.assign_split(t, b) for b in range(10)] for t in tunes]
-    for per_tune in splits:
-        assert ("test" in per_tune) == all(s == "test" for s in per_tune)
-    flat = [s for per in splits for s in per]
-    frac = {s: flat.count(s) / len(flat) for s in M.SPLITS}
-    assert frac["test"] == pytest.approx(0.10, abs=0.04)
-    assert frac["train"] == pytest.approx(0.63, abs=0.05)
-    assert splits == [[M.assign_split(t, b) for b in range(10)] for t in tunes]
-    assert splits != [[M.assign_split(t, b, seed=1) for b in range(10)] for t in tunes]
+# 5 files each of two collections. Seed 21 puts tunes in all three splits and leaves bars in both
+# validation and test that repeat training bars (up to transposition), so the hold-out acts.
+KWARGS = dict(collections=["ryansMammoth", "bach"], max_files=5, seed=21, progress=False)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("measures")
-    kwargs = dict(collections=["ryansMammoth", "bach"], max_files=2, progress=False)
-    m1 = M.build(root / "a", cache_dir=root / "cache_a", **kwargs)
-    m2 = M.build(root / "b", cache_dir=root / "cache_b", **kwargs)   # independent parse
-    m3 = M.build(root / "c", cache_dir=root / "cache_a", **kwargs)   # served from the cache
-    return root, (m1, m2, m3)
+    m1 = M.build(root / "a", cache_dir=root / "cache", **KWARGS)   # parses, fills the cache
+    m2 = M.build(root / "b", cache_dir=root / "cache", **KWARGS)   # served from the cache
+    return root, (m1, m2)
 
 
 def test_build_manifest_counts(built):
-    root, (m, _, _) = built
-    assert m["files_in"] == 4 and m["files_failed"] == 0
-    assert m["bars_out"] > 40
+    root, (m, _) = built
+    assert m["version"] == M.VERSION and m["files_in"] == 10 and m["files_failed"] == 0
+    assert m["bars_out"] > 80
     assert m["bars_in"] == m["bars_out"] + sum(m["bars_rejected"].values())
-    assert sum(m["splits"].values()) == m["bars_out"]
+    assert m["bars_extracted"] == m["bars_out"] + m["bars_rejected"][M.DUPLICATE_REASON]
+    assert sum(m["splits"].values()) == m["bars_out"] == sum(m["bars_out_by_collection"].values())
+    assert sum(m["split_tunes"].values()) == m["tunes_with_bars"] and min(m["split_tunes"].values()) >= 1
     assert set(m["bars_out_by_collection"]) == {"ryansMammoth", "bach"}
     assert "time_signature" in m["bars_rejected"]
-    assert json.loads((root / "a" / "manifest.json").read_text())["bars_out"] == m["bars_out"]
-    assert len(list((root / "cache_a").glob("*.json"))) == 4
+    assert json.loads((root / "a" / "manifest.json").read_text()) == m
+    assert sorted(p.name for p in (root / "a").iterdir()) == sorted([*m["shards"].values(), "manifest.json",
+                                                                     "vocabulary.json"])
+    assert len(list((root / "cache").glob("*.json"))) == 10
 
 
-def test_build_is_deterministic(built):
-    root, (m1, m2, m3) = built
-    for split in M.SPLITS:
-        name = m1["shards"][split]
-        data = (root / "a" / name).read_bytes()
-        assert data == (root / "b" / name).read_bytes() == (root / "c" / name).read_bytes()
-    strip = lambda m: {k: v for k, v in m.items() if k != "wall_seconds"}  # noqa: E731
-    assert strip(m1) == strip(m2) == strip(m3)
+def test_build_is_deterministic_with_and_without_cache(built):
+    root, _ = built
+    assert local_tree(root / "a") == local_tree(root / "b")
+
+
+def test_evaluation_splits_are_held_out(built):
+    """No evaluated tune, and no evaluated bar (token grid, nor a transposition of one), is in train."""
+    root, (m, _) = built
+    data = root / "a"
+    train = M.read_numpy(data, "train")
+    train_tunes = set(train["tune_id"])
+    train_grids = {tuple(g) for g in train["tokens"].tolist()}
+    train_classes = {M.transposition_class(g) for g in train["pitches"]}
+    for split in M.EVALUATION_SPLITS:
+        arrays = M.read_numpy(data, split)
+        assert len(arrays["tokens"]) == m["splits"][split] > 0
+        assert not set(arrays["tune_id"]) & train_tunes
+        assert not {tuple(g) for g in arrays["tokens"].tolist()} & train_grids
+        assert not {M.transposition_class(g) for g in arrays["pitches"]} & train_classes
+        assert len(set(arrays["tune_id"])) == m["split_tunes"][split]
+    assert m["bars_rejected"][M.DUPLICATE_REASON] > 0
+    # the dropped bars did come from both evaluation splits: without the filter they would leak
+    extracted = [M.extract_file(c, r, root / "cache") for c, r in M.list_sources(KWARGS["collections"], 5)]
+    leaking = {M.assign_split(t, KWARGS["seed"]) for res in extracted for t, _, g in res["bars"]
+               if M.assign_split(t, KWARGS["seed"]) != "train" and M.transposition_class(g) in train_classes}
+    assert leaking == {"validation", "test"}
+
+
+def test_build_to_cloud_storage_with_two_workers_is_byte_identical(built, gcs_bucket):
+    """gs:// output and gs:// cache, 2 multi_processing workers: the same bytes as the local build."""
+    from tfmusic import storage
+
+    root, (m, _) = built
+    out, cache = f"{gcs_bucket}/measures/out", f"{gcs_bucket}/measures/cache"
+    workers = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    assert M.build(out, cache_dir=cache, beam_args=workers, **KWARGS) == m
+    assert download_tree(out) == local_tree(root / "a")
+    cached = storage.glob(f"{cache}/*.json")
+    assert len(cached) == 10
+    assert {storage.basename(p) for p in cached} == {p.name for p in (root / "cache").glob("*.json")}
+    # a re-run over an existing output, served from the gs:// cache, replaces it with the same bytes
+    assert M.build(out, cache_dir=cache, **KWARGS) == m
+    assert download_tree(out) == local_tree(root / "a")
+
+
+def test_killed_build_leaves_no_dataset_and_a_rerun_matches(built, tmp_path):
+    """SIGKILL to the driver half way: no manifest, vocabulary or shard; the re-run writes the same bytes."""
+    import subprocess
+    import sys
+    import time
+
+    root, (m, _) = built
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["--out", str(out), "--cache-dir", str(cache), "--collections", *KWARGS["collections"],
+            "--max-files", str(KWARGS["max_files"]), "--seed", str(KWARGS["seed"]), "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "tfmusic", "measures", "build", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(cache.glob("*.json")):  # the first of 10 files is extracted: the job is under way
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert len(list(cache.glob("*.json"))) < 10
+    assert not [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert M.build(out, cache_dir=cache, **KWARGS) == m
+    assert local_tree(out) == local_tree(root / "a")
+
+
+def test_dataflow_job_graph_builds_offline(gcs_bucket):
+    """DataflowRunner with --template_location stages the job graph and submits nothing."""
+    import re
+
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    from tfmusic import storage
+
+    out, template = f"{gcs_bucket}/graph/out", f"{gcs_bucket}/graph/measures-template.json"
+    storage.write_bytes(f"{out}/manifest.json", b"{}")  # an existing output is left alone
+    dataflow = ["--runner=DataflowRunner", "--project=tfmusic-test", "--region=us-central1",
+                f"--temp_location={gcs_bucket}/graph/tmp", f"--template_location={template}",
+                "--sdk_location=container"]
+    assert M.build(out, beam_args=dataflow, **KWARGS) is None
+    url = re.search(r'"pipelineUrl": "([^"]+)"', storage.read_text(template)).group(1)
+    graph = beam_runner_api_pb2.Pipeline.FromString(storage.read_bytes(url))
+    names = {t.unique_name for t in graph.components.transforms.values()}
+    assert {"BuildMeasures/Extract", "BuildMeasures/HoldOut", "BuildMeasures/SumStats",
+            "BuildMeasures/Finalize/RenameIntoPlace", "BuildMeasures/WriteManifest"} <= names
+    assert storage.glob(f"{out}/*") == [f"{out}/manifest.json"]
+
+
+def test_unusable_paths_fail_before_any_work(tmp_path):
+    from tfmusic.storage import StorageError
+
+    with pytest.raises(StorageError, match="unknown scheme 'nope://'"):
+        M.build("nope://bucket/measures", **KWARGS)
+    with pytest.raises(StorageError, match="unknown scheme"):
+        M.build(tmp_path / "out", cache_dir="nope://cache", **KWARGS)
+    with pytest.raises(ValueError, match="unknown collection"):
+        M.build(tmp_path / "out", collections=["nope"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_reader_shapes_attributes_and_transposition(built):
-    root, (m, _, _) = built
+    root, (m, _) = built
     data = root / "a"
     arrays = M.read_numpy(data, "train")
     n = m["splits"]["train"]
@@ -170,22 +173,30 @@ def test_reader_errors(tmp_path, built):
     with pytest.raises(FileNotFoundError):
         M.load(tmp_path, "train", 4)
     with pytest.raises(ValueError, match="unknown split"):
-        M.load(built[0] / "a", "dev", 4)
+        M.load(built[0] / "a", "eval", 4)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "vocabulary.json").write_text(json.dumps({"tokens": ["x"]}))
     with pytest.raises(ValueError, match="vocabulary differs"):
         M.load(bad, "train", 4)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "vocabulary.json").write_text((built[0] / "a" / "vocabulary.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({"dataset": "measures", "extract_version": 2}))
+    with pytest.raises(ValueError, match="version 2.*rebuild"):
+        M.load(old, "train", 4)
 
 
 def test_cli_info_and_errors(built, capsys):
     from tfmusic.cli.main import main
 
-    assert main(["measures", "info", str(built[0] / "a"), "--split", "train", "--examples", "1"]) == 0
+    assert main(["measures", "info", str(built[0] / "a"), "--split", "test", "--examples", "1"]) == 0
     out = capsys.readouterr().out
-    assert "rhythmic_complexity" in out and "bars_out" in out
+    assert "rhythmic_complexity" in out and "bars_out" in out and "duplicate_of_train" in out
     assert main(["measures", "info", str(built[0] / "nope")]) == 2
     assert main(["measures", "build", "--out", str(built[0] / "x"), "--max-files", "0"]) == 2
+    assert main(["measures", "build", "--out", "nope://x", "--max-files", "1"]) == 2
+    assert "unknown scheme" in capsys.readouterr().err
 
 
 def test_record_bytes_do_not_depend_on_the_process():

@@ -13,41 +13,40 @@ import json
 from pathlib import Path
 
 
-def add_measures_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """The build flags, shared by ``tfmusic measures build`` and ``beam_pipelines/measures.py``."""
+def _add_measures_build_arguments(parser: argparse.ArgumentParser) -> None:
     from tfmusic.data.measures import COLLECTIONS, DEFAULT_COLLECTIONS
 
-    parser.add_argument("--out", required=True, help="output directory (shards, vocabulary.json, manifest.json)")
+    parser.add_argument("--out", required=True,
+                        help="output directory, local or on any Beam filesystem such as gs://bucket/measures "
+                        "(shards, vocabulary.json, manifest.json; a previous build there is replaced)")
     parser.add_argument("--collections", nargs="+", default=list(DEFAULT_COLLECTIONS),
                         choices=list(COLLECTIONS), metavar="NAME",
                         help="music21 corpus collections: "
                         + "; ".join(f"{k} = {v}" for k, v in COLLECTIONS.items()) + " (default: all four)")
     parser.add_argument("--max-files", type=int, default=None, metavar="N",
                         help="only the first N files (sorted by path) of each collection, for small runs")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tune/bar split hashing (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tune split hashing (default 0)")
     parser.add_argument("--cache-dir", default=None,
-                        help="per-file cache of extracted bars, reused by re-runs (default: OUT/cache)")
+                        help="optional per-file cache of extracted bars, reused by re-runs; local or e.g. "
+                        "gs://bucket/cache (default: no cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def run_measures_build(args: argparse.Namespace, beam_args: list[str]) -> dict:
-    """Validate the build flags and run the Beam job; returns the manifest."""
+def _measures_build(args: argparse.Namespace) -> int:
+    """Run the Beam job (``beam_pipelines/measures.py`` lands here too); prints the manifest."""
+    from tfmusic.cli.main import CliError
     from tfmusic.data import measures
 
     if args.max_files is not None and args.max_files < 1:
-        raise ValueError("--max-files must be >= 1")
-    return measures.build(args.out, collections=args.collections, max_files=args.max_files, seed=args.seed,
-                          cache_dir=args.cache_dir, beam_args=beam_args, progress=not args.quiet)
-
-
-def _measures_build(args: argparse.Namespace) -> int:
-    from tfmusic.cli.main import CliError
-
+        raise CliError("--max-files must be >= 1")
     try:
-        manifest = run_measures_build(args, list(args.extra_args))
+        manifest = measures.build(args.out, collections=args.collections, max_files=args.max_files,
+                                  seed=args.seed, cache_dir=args.cache_dir, beam_args=list(args.extra_args),
+                                  progress=not args.quiet)
     except ValueError as err:
         raise CliError(str(err)) from err
-    print(json.dumps(manifest, indent=2))
+    print(json.dumps(manifest, indent=2) if manifest is not None else
+          "job graph written (--template_location / --dry_run); no data was built")
     return 0
 
 
@@ -56,15 +55,15 @@ def _measures_info(args: argparse.Namespace) -> int:
     from tfmusic.data import measures
     from tfmusic.music.attributes import ATTRIBUTE_NAMES
 
-    data = Path(args.data)
+    data = args.data
     try:
         manifest = measures.read_manifest(data)
         measures.read_vocabulary(data)
     except ValueError as err:
         raise CliError(str(err)) from err
     print(f"measures dataset {data}")
-    for key in ("collections", "files_in", "files_failed", "tunes_in", "tunes_with_bars", "bars_in", "bars_out",
-                "bars_rejected", "bars_out_by_collection", "splits", "wall_seconds"):
+    for key in ("version", "collections", "files_in", "files_failed", "tunes_in", "tunes_with_bars", "bars_in",
+                "bars_extracted", "bars_out", "bars_rejected", "bars_out_by_collection", "splits", "split_tunes"):
         print(f"  {key}: {manifest.get(key)}")
     print(f"  vocabulary: {measures.VOCAB_SIZE} tokens ({', '.join(measures.VOCABULARY[:6])}, ..., "
           f"{measures.VOCABULARY[-1]})")
@@ -130,14 +129,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.set_defaults(handler=lambda _args: (m.print_help(), 1)[1])
     b = msub.add_parser("build", help="run the measures Beam job (extra flags go to Beam)",
                         description="corpus files -> 4/4 bars (24 ticks) -> tokens + 4 attributes -> TFRecords "
-                        "split by tune (test 10% of tunes; train/validation/eval 70/20/10 of the other bars). "
+                        "split by tune (train/validation/test 70/20/10 of the tunes; validation and test bars "
+                        "that repeat a training bar, up to transposition, are dropped). "
                         "Unknown flags are Beam flags, e.g. --direct_num_workers=2 "
-                        "--direct_running_mode=multi_processing.")
-    add_measures_build_arguments(b)
+                        "--direct_running_mode=multi_processing, or --runner=DataflowRunner --project ... "
+                        "--region ... --temp_location gs://... --setup_file ./setup.py.")
+    _add_measures_build_arguments(b)
     b.set_defaults(handler=_measures_build, accepts_extra_args=True)
     i = msub.add_parser("info", help="print a built measures set's counts, attribute statistics and example bars")
     i.add_argument("data", help="directory written by `tfmusic measures build`")
-    i.add_argument("--split", default="train", choices=["train", "validation", "eval", "test"])
+    i.add_argument("--split", default="train", choices=["train", "validation", "test"])
     i.add_argument("--examples", type=int, default=3, help="example bars to print (default 3)")
     i.set_defaults(handler=_measures_info)
 
