@@ -193,7 +193,7 @@ def register(subparsers) -> None:
                        "accuracy (argmax, no teacher forcing).")
     e.add_argument("run", help="run directory written by `tfmusic vae train`")
     e.add_argument("--data", help="dataset directory (default: the one the run was trained on)")
-    e.add_argument("--split", help="split to evaluate (default: test for dMelodies/images, eval for measures)")
+    e.add_argument("--split", help="split to evaluate (default: test, the held-out split of every family; measures: tune-level, training duplicates dropped)")
     e.add_argument("--batch-size", type=int, help="default: the family's training batch size")
     e.add_argument("--max-batches", type=int, default=201, help="batches to encode (spec: 201; 0 = all)")
     e.add_argument("--limit", type=int, help="dSprites: first N items of the split")
