@@ -20,15 +20,12 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
 	$(PIP) install -e '.[dev]'
-	# tinysoundfont renders MIDI with a soundfont from pip alone; its pyaudio dependency
-	# does not build here (no portaudio.h) and is not needed for offline rendering.
-	$(PIP) install --no-deps 'tinysoundfont==0.3.*'
 	# Separation parity tests/benchmarks against the PyTorch references (torch is test/bench-only);
 	# openunmix imports torchaudio (no matching wheel) but its model code never uses it.
 	$(PIP) install 'torch==2.13.0'
 	$(PIP) install --no-deps 'openunmix==1.3.*'
-	# pip check must be clean apart from those documented, unused pyaudio/torchaudio requirements.
-	$(PIP) check | grep -v 'tinysoundfont .* requires pyaudio' | grep -v 'openunmix .* requires torchaudio' | grep . && exit 1 || true
+	# pip check must be clean apart from that documented, unused torchaudio requirement.
+	$(PIP) check | grep -v 'openunmix .* requires torchaudio' | grep . && exit 1 || true
 	touch $(STAMP)
 
 venv: $(STAMP)

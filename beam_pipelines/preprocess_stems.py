@@ -4,9 +4,15 @@
         [--seed 0] [--splits 0.8,0.1,0.1] [--segment-seconds 10] [--pcm int16|float32] [--unknown-labels other|reject] \
         [--direct_num_workers=2 --direct_running_mode=multi_processing | --runner=...]
 
-Thin by design: identical to ``tfmusic data preprocess``; the pipeline lives in
-``tfmusic.data.stems.preprocess.preprocess``. Unknown flags are Beam pipeline options.
-Writes DIR/stems-{train,valid,test}.tfrecord-*, DIR/manifest.json and DIR/rejects.jsonl.
+On Dataflow (input and output on Cloud Storage)::
+
+    python beam_pipelines/preprocess_stems.py --input gs://BUCKET/medleydb --out gs://BUCKET/stems \
+        --runner=DataflowRunner --project=P --region=R --temp_location=gs://BUCKET/tmp --setup_file=./setup.py
+
+Thin by design: identical to ``tfmusic data preprocess``; the job is the ``PreprocessStems``
+PTransform of ``tfmusic.data.stems.preprocess`` (per-song parts staged by workers, concatenated into
+shards, finalized together; metadata written by the pipeline). Unknown flags are Beam pipeline options.
+Writes DIR/stems-{train,valid,test}.tfrecord-*, DIR/rejects.jsonl and DIR/manifest.json (last).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def run(out_dir: Path) -> list[dict]:
     manifest = synth.synthesize(work / "synth", songs, seed=0, seconds=seconds, progress=False)
     wall = time.perf_counter() - start
     stem_seconds = sum(s["stems"] for s in manifest["songs"]) * seconds
-    rows.append({"what": "stems: synthesize (tinysoundfont, 44.1 kHz stereo)", "ours": stem_seconds / wall,
+    rows.append({"what": "stems: synthesize (midirenderer, 44.1 kHz stereo)", "ours": stem_seconds / wall,
                  "reference": 1.0, "unit": "stem-s/s", "ratio": stem_seconds / wall, "target": ">= 10x real time",
                  "met": stem_seconds / wall >= 10, "notes": f"{songs} songs x {seconds:.0f} s incl. Beam start-up"})
 

@@ -72,3 +72,58 @@ def test_synthesize_rejects_bad_arguments(tmp_path):
         synth.synthesize(tmp_path, songs=1, sample_rate=16000)
     with pytest.raises(ValueError, match="songs"):
         synth.synthesize(tmp_path, songs=0)
+
+
+def test_soundfont_option(tmp_path, capsys):
+    """--soundfont renders with the given SoundFont 2 file; bad files fail before any work starts."""
+    import shutil
+
+    from tfmusic.cli.main import main
+
+    custom = tmp_path / "MyGM.sf2"
+    shutil.copy(synth.soundfont_path(), custom)
+    args = ["--songs", "1", "--seed", "2", "--seconds", "5", "--sample-rate", "22050", "--quiet"]
+    assert main(["data", "synthesize", "--out", str(tmp_path / "default"), *args]) == 0
+    assert main(["data", "synthesize", "--out", str(tmp_path / "custom"), "--soundfont", str(custom), *args]) == 0
+    default_m = json.loads((tmp_path / "default" / "synth_manifest.json").read_text())
+    custom_m = json.loads((tmp_path / "custom" / "synth_manifest.json").read_text())
+    assert default_m["soundfont"] == "TimGM6mb.sf2" and custom_m["soundfont"] == "MyGM.sf2"
+    assert custom_m["soundfont_sha256"] == default_m["soundfont_sha256"]
+    assert default_m["renderer"].startswith("midirenderer ") and "wall_seconds" not in default_m
+    wavs = {e["file"]: e["sha256"] for e in default_m["files"] if e["file"].endswith(".wav")}
+    assert wavs == {e["file"]: e["sha256"] for e in custom_m["files"] if e["file"].endswith(".wav")}
+    capsys.readouterr()
+    assert main(["data", "synthesize", "--out", str(tmp_path / "x"), "--soundfont", str(tmp_path / "nope.sf2"),
+                 *args]) == 2
+    assert "nope.sf2" in capsys.readouterr().err
+    (tmp_path / "bad.sf2").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    assert main(["data", "synthesize", "--out", str(tmp_path / "x"), "--soundfont", str(tmp_path / "bad.sf2"),
+                 *args]) == 2
+    assert "not a SoundFont 2 file" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "synth_manifest.json").exists()
+
+
+FLUID = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+
+@pytest.mark.skipif(not __import__("os").path.isfile(FLUID), reason="Debian's fluid-soundfont-gm is not installed")
+def test_fluid_soundfont_renders_every_program():
+    """Debian's FluidR3_GM (apt install fluid-soundfont-gm) has every program the arrangements use."""
+    for inst, programs in synth.PROGRAMS.items():
+        for program, label in programs:
+            part = synth.Part(inst, label, program, inst == taxonomy.DRUMS, 0.0, 0.0, "test",
+                              [(0.1, 0.6, 38 if inst == taxonomy.DRUMS else 60, 100)])
+            audio = synth.render_part(part, 1.0, 22050, soundfont=FLUID)
+            assert audio.shape == (2, 22050) and np.abs(audio).max() > 1e-3, (inst, program)
+
+
+def test_rendering_is_deterministic_and_full_length():
+    plan = synth.plan_song(5, 1, seconds=6.0, sample_rate=22050)
+    part = plan.parts[0]
+    a = synth.render_part(part, plan.seconds, plan.sample_rate)
+    b = synth.render_part(part, plan.seconds, plan.sample_rate)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (2, 6 * 22050) and a.dtype == np.float32
+    last_end = max(e for _, e, _, _ in part.notes)
+    onset = min(s for s, _, _, _ in part.notes)
+    assert np.abs(a[:, int((onset + 0.02) * 22050):int(last_end * 22050)]).max() > 1e-3

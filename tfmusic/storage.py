@@ -174,8 +174,9 @@ def temp_sibling(path: str | os.PathLike) -> str:
 
 
 def rename(src: str, dst: str) -> None:
-    """Move ``src`` over ``dst`` (replacing it); a local rename is atomic."""
+    """Move ``src`` over ``dst`` (replacing it); a local rename is atomic (parent folders are created)."""
     if is_local(src) and is_local(dst):
+        makedirs(os.path.dirname(os.path.abspath(dst)))
         os.replace(src, dst)
         return
     if exists(dst):

@@ -5,7 +5,9 @@
   tfmusic data inspect data/stems
 
 Both Beam subcommands pass unknown flags to Beam, e.g.
-``--direct_num_workers=2 --direct_running_mode=multi_processing`` to render on two cores.
+``--direct_num_workers=2 --direct_running_mode=multi_processing`` to render on two cores, or
+``--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py``
+with ``gs://`` paths for --input/--out (and --soundfont) to run on Dataflow.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="song length in seconds (default 20)")
     parser.add_argument("--sample-rate", type=int, default=44100, choices=(22050, 44100),
                         help="output sample rate in Hz (default 44100)")
+    parser.add_argument("--soundfont", metavar="PATH", default=None,
+                        help="SoundFont 2 file to render with, local or gs:// (default: TimGM6mb.sf2 bundled with "
+                        "pretty_midi, reproducible from pip alone; Debian's fluid-soundfont-gm, "
+                        "/usr/share/sounds/sf2/FluidR3_GM.sf2, sounds much better)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -64,9 +70,13 @@ def run_synthesize(args: argparse.Namespace) -> int:
     try:
         manifest = synth.synthesize(args.out, args.songs, seed=args.seed, seconds=args.seconds,
                                     sample_rate=args.sample_rate, beam_args=getattr(args, "extra_args", []),
-                                    progress=not args.quiet)
+                                    progress=not args.quiet, soundfont=args.soundfont)
     except ValueError as err:
         raise CliError(str(err)) from err
+    if "template_location" in manifest:
+        print(f"Dataflow template written to {manifest['template_location']} (the job writes {manifest['out']} "
+              "when launched)")
+        return 0
     print(json.dumps({k: manifest[k] for k in ("counts", "songs_per_instrument", "wall_seconds")}, indent=1))
     return 0 if manifest["counts"]["written"] else 1
 
@@ -84,6 +94,10 @@ def run_preprocess(args: argparse.Namespace) -> int:
                               beam_args=getattr(args, "extra_args", []), progress=not args.quiet)
     except (LayoutError, ValueError) as err:
         raise CliError(str(err)) from err
+    if "template_location" in manifest:
+        print(f"Dataflow template written to {manifest['template_location']} (the job writes {manifest['out']} "
+              "when launched)")
+        return 0
     print(summarize(manifest))
     return 0 if manifest["counts"]["songs"]["written"] else 1
 
@@ -107,11 +121,13 @@ def summarize(manifest: dict) -> str:
     header = f"  {'split':<6} {'songs':>5} {'segs':>5} {'seconds':>8}  " + " ".join(
         f"{i[:10]:>10}" for i in manifest["instruments"])
     lines += ["", header + "   (per instrument: songs / active seconds)"]
-    for split, s in manifest["splits"].items():
+    rank = {"train": 0, "valid": 1, "test": 2}  # the manifest stores splits with sorted keys
+    for split, s in sorted(manifest["splits"].items(), key=lambda kv: rank.get(kv[0], len(rank))):
         cells = " ".join(f"{s['instruments'][i]['songs']:>3}/{s['instruments'][i]['active_seconds']:>6.1f}"
                          for i in manifest["instruments"])
         lines.append(f"  {split:<6} {s['songs']:>5} {s['segments']:>5} {s['seconds']:>8.1f}  {cells}")
-    lines.append(f"  wall time {manifest.get('wall_seconds', 0)} s")
+    if "wall_seconds" in manifest:  # this run's (not stored in the manifest file)
+        lines.append(f"  wall time {manifest['wall_seconds']} s")
     return "\n".join(lines)
 
 
@@ -146,8 +162,8 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = sub.add_parser("synthesize", help="render MIDI arrangements to per-instrument stems (Beam)",
                        description="Render N songs (music21 Bach chorales + generated bass/drums, GM soundfont "
-                       "TimGM6mb via tinysoundfont) into a MedleyDB-style folder with stems, mixture, MIDI and "
-                       "metadata YAML. Unknown flags are Beam options.")
+                       "TimGM6mb or --soundfont, via midirenderer) into a MedleyDB-style folder (local or gs://) with "
+                       "stems, mixture, MIDI and metadata YAML. Unknown flags are Beam options.")
     add_synthesize_arguments(p)
     p.set_defaults(handler=run_synthesize, accepts_extra_args=True)
     p = sub.add_parser("preprocess", help="validate, label and segment a multitrack dataset into TFRecords (Beam)",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfmusic.audio.settings import HOP_LENGTH, N_FFT
+
 from tfmusic.audio.frames import num_frames  # center=False framing, re-exported for callers
 
-WIN = 4096
-HOP = 1024
+WIN = N_FFT  # activity frames are the models' STFT frames (tfmusic.audio.settings)
+HOP = HOP_LENGTH
 LPF_CUTOFF = 0.075  # normalized (Nyquist = 1) cutoff of the 2nd-order Butterworth smoother
 THETA = 20.0  # sigmoid slope
 OFFSET = 0.15  # sigmoid centre

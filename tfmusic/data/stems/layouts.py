@@ -10,17 +10,30 @@ Supported layouts (``LAYOUTS``):
 
 Readers only look at names and metadata; audio content is validated by the preprocessing job.
 Labels map onto the taxonomy through :mod:`tfmusic.data.stems.taxonomy` only.
+
+The root may be local or on any Beam filesystem (``gs://bucket/medleydb``): the tree is listed
+once (:func:`tfmusic.storage.glob` of ``root/**``, one listing on object storage, which has no
+directories: a folder is any prefix that holds a file, locally too) and every question about folders and files
+is answered from that listing, so a local and a remote copy of a dataset read the same. Names
+starting with ``.`` (staging folders, temp files) are ignored at any depth. Metadata YAML is read
+through :mod:`tfmusic.storage`. Track paths are full paths (``root`` joined with the relative
+name); :meth:`Track.relative_to` / :meth:`Track.resolved` convert to and from paths relative to
+the root, which is how reports store them. Messages about the tree name paths relative to the root.
+
+Why one module: the four layout readers share the Track type, the one tree listing and the
+file-classification helpers, and are compared side by side when a layout is added.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from tfmusic import storage
 from tfmusic.audio.io import DEFAULT_SAMPLE_RATE, is_audio_file, read_audio
 from tfmusic.data.stems import taxonomy
 
@@ -82,11 +95,62 @@ class Track:
         return assemble(raw, mix)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (stored in the preprocessing manifest; inverse: ``Track(**d)``)."""
+        """JSON-friendly form (inverse: ``Track(**d)``)."""
         return {"name": self.name, "layout": self.layout, "path": self.path, "mixture": self.mixture,
                 "stems": {k: list(v) for k, v in self.stems.items()}, "metadata": self.metadata,
-                "song_id": self.song_id, "rejected_stems": list(self.rejected_stems),
+                "song_id": self.song_id, "rejected_stems": [dict(r) for r in self.rejected_stems],
                 "unknown_labels": list(self.unknown_labels), "problems": list(self.problems)}
+
+    def _map_paths(self, fn: Callable[[str], str]) -> dict[str, Any]:
+        d = self.to_dict()
+        d["path"] = fn(d["path"])
+        d["mixture"] = fn(d["mixture"]) if d["mixture"] else None
+        d["stems"] = {k: [fn(f) for f in v] for k, v in d["stems"].items()}
+        d["rejected_stems"] = [{**r, "file": fn(r["file"])} for r in d["rejected_stems"]]
+        return d
+
+    def relative_to(self, root: str | os.PathLike) -> dict[str, Any]:
+        """:meth:`to_dict` with every file path relative to the dataset ``root`` (what manifests store:
+        the same for a local and a ``gs://`` copy of the dataset)."""
+        return self._map_paths(lambda p: relative_path(p, root))
+
+    def resolved(self, root: str | os.PathLike) -> "Track":
+        """The track with paths relative to ``root`` made full again (absolute paths stay as they are)."""
+        return Track(**self._map_paths(lambda p: resolve_path(p, root)))
+
+
+def relative_path(path: str, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root`` as a ``/``-separated name; unchanged when it is not under ``root``."""
+    root = os.fspath(root)
+    if storage.is_local(root) and storage.is_local(path):
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        return path if rel == ".." or rel.startswith(".." + os.sep) else rel.replace(os.sep, "/")
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def resolve_path(path: str, root: str | os.PathLike) -> str:
+    """Inverse of :func:`relative_path`: a relative name joined onto ``root``; full paths unchanged."""
+    if storage.scheme(path) or os.path.isabs(path):
+        return path
+    return _join(os.fspath(root), path)
+
+
+def check_worker_path(path: str, what: str, beam_args) -> None:
+    """A local ``path`` is only on this machine: with a remote runner (``--runner=DataflowRunner``...)
+    the workers could not read or write it, so fail before the job starts."""
+    from tfmusic.beam_options import flag_value
+
+    runner = flag_value(list(beam_args), "--runner") or ""
+    if storage.is_local(path) and runner and not any(k in runner.lower() for k in ("direct", "fnapi")):
+        raise ValueError(f"{what} {path}: a local path is not on the {runner} workers; "
+                         f"use a gs:// (or other shared filesystem) path")
+
+
+def _join(root: str, rel: str) -> str:
+    if not rel or rel == ".":
+        return root
+    return storage.join(root, *rel.split("/"))
 
 
 def assemble(raw: dict[str, list[np.ndarray]], mix: np.ndarray | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -119,142 +183,205 @@ def assemble(raw: dict[str, list[np.ndarray]], mix: np.ndarray | None) -> tuple[
 
 
 # ------------------------------------------------------------------------------------------
-def _audio_files(folder: Path, recursive: bool = False) -> list[Path]:
-    pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and is_audio_file(p) and not p.name.startswith("."))
+class Listing:
+    """Every (non-hidden) file under a dataset root, listed once; folders are derived from file names.
+
+    All names are ``/``-separated and relative to the root (``""`` is the root itself).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = storage.check_path(root, what="input")
+        local = storage.is_local(self.root)
+        if local and not os.path.isdir(self.root):
+            raise LayoutError(f"{self.root}: not a directory")
+        names = []
+        if local:  # os.walk: no glob metacharacters to trip over in local folder names
+            for folder, dirs, files in os.walk(self.root, followlinks=True):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                base = os.path.relpath(folder, self.root).replace(os.sep, "/")
+                names.extend(f if base == "." else f"{base}/{f}" for f in files if not f.startswith("."))
+        else:  # one listing of every object under the prefix
+            for p in storage.glob(_join(self.root, "**")):
+                rel = relative_path(p, self.root)
+                if rel != p and not any(part.startswith(".") for part in rel.split("/")):
+                    names.append(rel)
+        if not local and not names:
+            raise LayoutError(f"{self.root}: not a directory (no objects under it)")
+        self.files = sorted(names)
+        self._file_set = set(self.files)
+        self._dirs: dict[str, set[str]] = {"": set()}
+        self._dir_files: dict[str, list[str]] = {}
+        for f in self.files:
+            parent, _, _ = f.rpartition("/")
+            self._dir_files.setdefault(parent, []).append(f)
+            parts = f.split("/")[:-1]
+            for i in range(len(parts)):
+                above = "/".join(parts[:i])
+                self._dirs.setdefault(above, set()).add(parts[i])
+                self._dirs.setdefault("/".join(parts[:i + 1]), set())
+
+    def path(self, rel: str) -> str:
+        """The full path of a relative name."""
+        return _join(self.root, rel)
+
+    def is_dir(self, rel: str) -> bool:
+        return rel in self._dirs
+
+    def is_file(self, rel: str) -> bool:
+        return rel in self._file_set
+
+    def subdirs(self, rel: str) -> list[str]:
+        """Relative names of the folders directly inside ``rel``, sorted."""
+        return [_child(rel, name) for name in sorted(self._dirs.get(rel, ()))]
+
+    def files_in(self, rel: str, recursive: bool = False) -> list[str]:
+        """Relative names of the files inside ``rel`` (directly, or at any depth), sorted."""
+        if not recursive:
+            return list(self._dir_files.get(rel, []))
+        prefix = rel + "/" if rel else ""
+        return [f for f in self.files if f.startswith(prefix)]
 
 
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _child(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name
 
 
-def _find_audio(folder: Path, stem: str) -> Path | None:
+def _name(rel: str) -> str:
+    return rel.rsplit("/", 1)[-1]
+
+
+def _stem(rel: str) -> str:
+    return os.path.splitext(_name(rel))[0]
+
+
+def _audio_files(tree: Listing, folder: str, recursive: bool = False) -> list[str]:
+    return [f for f in tree.files_in(folder, recursive) if is_audio_file(f)]
+
+
+def _find_audio(tree: Listing, folder: str, stem: str) -> str | None:
     for ext in (".wav", ".flac", ".aif", ".aiff", ".ogg"):
-        candidate = folder / f"{stem}{ext}"
-        if candidate.is_file():
+        candidate = _child(folder, f"{stem}{ext}")
+        if tree.is_file(candidate):
             return candidate
     return None
 
 
-def _song_id(root: Path, track_dir: Path) -> str:
-    try:
-        return track_dir.relative_to(root).as_posix()
-    except ValueError:
-        return track_dir.name
+def _listing(root: str | os.PathLike, tree: Listing | None) -> Listing:
+    return tree if tree is not None else Listing(root)
 
 
-def read_musdb(root: str | Path) -> list[Track]:
+def read_musdb(root: str | os.PathLike, tree: Listing | None = None) -> list[Track]:
     """MUSDB18-HQ: ``{train,test}/<track>/`` with mixture + vocals/drums/bass/other WAVs."""
-    root = Path(root)
+    tree = _listing(root, tree)
     tracks = []
     for subset in ("train", "test"):
-        if not (root / subset).is_dir():
+        if not tree.is_dir(subset):
             continue
-        for d in _subdirs(root / subset):
+        for d in tree.subdirs(subset):
             stems, rejected = {}, []
             for inst in taxonomy.MUSDB_STEMS:
-                found = _find_audio(d, inst)
+                found = _find_audio(tree, d, inst)
                 if found is None:
-                    rejected.append({"file": str(d / f"{inst}.wav"), "reason": "missing stem file"})
+                    rejected.append({"file": tree.path(_child(d, f"{inst}.wav")), "reason": "missing stem file"})
                 else:
-                    stems[inst] = [str(found)]
-            mix = _find_audio(d, "mixture")
-            tracks.append(Track(d.name, "musdb", str(d), str(mix) if mix else None, stems,
-                                metadata={"subset": subset}, song_id=_song_id(root, d), rejected_stems=rejected))
+                    stems[inst] = [tree.path(found)]
+            mix = _find_audio(tree, d, "mixture")
+            tracks.append(Track(_name(d), "musdb", tree.path(d), tree.path(mix) if mix else None, stems,
+                                metadata={"subset": subset}, song_id=d, rejected_stems=rejected))
     return tracks
 
 
-def _metadata_file(root: Path, track_dir: Path) -> Path | None:
-    for candidate in (track_dir / f"{track_dir.name}_METADATA.yaml", root / "Metadata" / f"{track_dir.name}_METADATA.yaml"):
-        if candidate.is_file():
+def _metadata_file(tree: Listing, track_dir: str) -> str | None:
+    name = _name(track_dir)
+    for candidate in (_child(track_dir, f"{name}_METADATA.yaml"), f"Metadata/{name}_METADATA.yaml"):
+        if tree.is_file(candidate):
             return candidate
-    found = sorted(track_dir.glob("*_METADATA.yaml"))
+    found = [f for f in tree.files_in(track_dir) if f.endswith("_METADATA.yaml")]
     return found[0] if found else None
 
 
-def _track_dirs_with_metadata(root: Path) -> list[tuple[Path, Path | None]]:
-    audio_root = root / "Audio" if (root / "Audio").is_dir() else root
-    pairs = []
-    for d in _subdirs(audio_root):
-        if d.name == "Metadata":
-            continue
-        pairs.append((d, _metadata_file(root, d)))
-    return pairs
+def _track_dirs_with_metadata(tree: Listing) -> list[tuple[str, str | None]]:
+    audio_root = "Audio" if tree.is_dir("Audio") else ""
+    return [(d, _metadata_file(tree, d)) for d in tree.subdirs(audio_root) if _name(d) != "Metadata"]
 
 
-def read_medleydb_track(root: Path, track_dir: Path, meta_path: Path, unknown_policy: str = "other") -> Track:
-    """One MedleyDB-style track from its ``_METADATA.yaml`` (also used for converted Mixing Secrets)."""
+def read_medleydb_track(tree: Listing, track_dir: str, meta_path: str, unknown_policy: str = "other") -> Track:
+    """One MedleyDB-style track from its ``_METADATA.yaml`` (also used for converted Mixing Secrets).
+
+    ``track_dir`` and ``meta_path`` are names relative to the root of ``tree``.
+    """
     import yaml
 
-    name = track_dir.name
+    name = _name(track_dir)
     try:
-        meta = yaml.safe_load(meta_path.read_text())
+        meta = yaml.safe_load(storage.read_text(tree.path(meta_path)))
         if not isinstance(meta, dict):
             raise ValueError("top level is not a mapping")
     except Exception as err:
-        return Track(name, "medleydb", str(track_dir), None, {}, song_id=_song_id(root, track_dir),
+        return Track(name, "medleydb", tree.path(track_dir), None, {}, song_id=track_dir,
                      problems=[f"{meta_path}: unparseable metadata ({err})"])
     origin = str(meta.get("origin", "") or "")
     layout = "mixing_secrets" if "mixing secrets" in origin.lower() else "medleydb"
-    stem_dir = track_dir / str(meta.get("stem_dir") or f"{name}_STEMS")
+    stem_dir = _child(track_dir, str(meta.get("stem_dir") or f"{name}_STEMS"))
     mix_name = meta.get("mix_filename") or f"{name}_MIX.wav"
-    mix_path = track_dir / str(mix_name)
+    mix_path = _child(track_dir, str(mix_name))
     stems: dict[str, list[str]] = {}
     rejected: list[dict[str, str]] = []
     unknown: list[str] = []
     labels: dict[str, Any] = {}
     for key, stem in sorted((meta.get("stems") or {}).items()):
         if not isinstance(stem, dict) or not stem.get("filename"):
-            rejected.append({"file": str(meta_path), "reason": f"stem {key}: no filename in metadata"})
+            rejected.append({"file": tree.path(meta_path), "reason": f"stem {key}: no filename in metadata"})
             continue
-        path = stem_dir / str(stem["filename"])
+        path = _child(stem_dir, str(stem["filename"]))
         label = stem.get("instrument", "")
-        labels[path.name] = label
+        labels[_name(path)] = label
         inst, was_unknown = taxonomy.map_label(label if label else "", unknown_policy)
         if was_unknown:
             unknown.append(str(label))
         if inst is None:
-            rejected.append({"file": str(path), "reason": f"unknown instrument label {label!r}"})
+            rejected.append({"file": tree.path(path), "reason": f"unknown instrument label {label!r}"})
             continue
-        if not path.is_file():
-            rejected.append({"file": str(path), "reason": "missing stem file"})
+        if not tree.is_file(path):
+            rejected.append({"file": tree.path(path), "reason": "missing stem file"})
             continue
-        stems.setdefault(inst, []).append(str(path))
+        stems.setdefault(inst, []).append(tree.path(path))
     metadata = {k: meta.get(k) for k in ("artist", "title", "genre", "origin", "has_bleed", "instrumental") if k in meta}
     metadata["labels"] = labels
-    metadata["metadata_file"] = str(meta_path)
-    raw_dir = track_dir / str(meta.get("raw_dir") or f"{name}_RAW")
-    if raw_dir.is_dir():  # raw (pre-mix) recordings are listed, not loaded: targets are the stems
-        metadata["raw_dir"] = str(raw_dir)
-        metadata["raw_files"] = len(_audio_files(raw_dir))
+    metadata["metadata_file"] = meta_path  # relative to the dataset root
+    raw_dir = _child(track_dir, str(meta.get("raw_dir") or f"{name}_RAW"))
+    if tree.is_dir(raw_dir):  # raw (pre-mix) recordings are listed, not loaded: targets are the stems
+        metadata["raw_dir"] = raw_dir
+        metadata["raw_files"] = len(_audio_files(tree, raw_dir))
     problems = []
-    mixture = str(mix_path) if mix_path.is_file() else None
+    mixture = tree.path(mix_path) if tree.is_file(mix_path) else None
     if meta.get("mix_filename") and mixture is None:
         problems.append(f"{mix_path}: mixture named in metadata does not exist")
-    return Track(name, layout, str(track_dir), mixture, stems, metadata, song_id=_song_id(root, track_dir),
+    return Track(name, layout, tree.path(track_dir), mixture, stems, metadata, song_id=track_dir,
                  rejected_stems=rejected, unknown_labels=unknown, problems=problems)
 
 
-def read_medleydb(root: str | Path, unknown_policy: str = "other") -> list[Track]:
+def read_medleydb(root: str | os.PathLike, unknown_policy: str = "other", tree: Listing | None = None) -> list[Track]:
     """MedleyDB (or MedleyDB-style converted Mixing Secrets) tracks under ``root``."""
-    root = Path(root)
+    tree = _listing(root, tree)
     tracks = []
-    for d, meta in _track_dirs_with_metadata(root):
+    for d, meta in _track_dirs_with_metadata(tree):
         if meta is None:
-            tracks.append(Track(d.name, "medleydb", str(d), None, {}, song_id=_song_id(root, d),
-                                problems=[f"{d}: no {d.name}_METADATA.yaml"]))
+            tracks.append(Track(_name(d), "medleydb", tree.path(d), None, {}, song_id=d,
+                                problems=[f"{d}: no {_name(d)}_METADATA.yaml"]))
         else:
-            tracks.append(read_medleydb_track(root, d, meta, unknown_policy))
+            tracks.append(read_medleydb_track(tree, d, meta, unknown_policy))
     return tracks
 
 
-def _is_mixture_name(path: Path) -> bool:
-    tokens = taxonomy.filename_tokens(path.name)
-    return path.stem.lower() in MIXTURE_NAMES or (bool(tokens) and tokens[-1] in ("mix", "mixture") and len(tokens) <= 3
-                                                  and not any(t in ("bus", "stem") for t in tokens))
+def _is_mixture_name(rel: str) -> bool:
+    name = _name(rel)
+    tokens = taxonomy.filename_tokens(name)
+    return _stem(rel).lower() in MIXTURE_NAMES or (bool(tokens) and tokens[-1] in ("mix", "mixture") and len(tokens) <= 3
+                                                   and not any(t in ("bus", "stem") for t in tokens))
 
 
-def _track_from_named_files(root: Path, track_dir: Path, layout: str, files, is_mixture, instrument_of,
+def _track_from_named_files(tree: Listing, track_dir: str, layout: str, files, is_mixture, instrument_of,
                             unknown_policy: str, metadata: dict) -> Track:
     """A track whose stems are identified by file name: ``instrument_of(file)`` returns
     (instrument or None, the name shown in reports, the reason used when it is unknown)."""
@@ -262,99 +389,94 @@ def _track_from_named_files(root: Path, track_dir: Path, layout: str, files, is_
     rejected, unknown, mixture = [], [], None
     for f in files:
         if mixture is None and is_mixture(f):
-            mixture = str(f)
+            mixture = tree.path(f)
             continue
         inst, shown, why = instrument_of(f)
         if inst is None:
             unknown.append(shown)
             if unknown_policy == "reject":
-                rejected.append({"file": str(f), "reason": f"{why} {shown!r}"})
+                rejected.append({"file": tree.path(f), "reason": f"{why} {shown!r}"})
                 continue
             inst = taxonomy.OTHER
-        stems.setdefault(inst, []).append(str(f))
+        stems.setdefault(inst, []).append(tree.path(f))
     problems = [] if (stems or rejected) else [f"{track_dir}: no audio files"]
-    return Track(track_dir.name, layout, str(track_dir), mixture, stems, metadata,
-                 song_id=_song_id(root, track_dir), rejected_stems=rejected, unknown_labels=unknown,
-                 problems=problems)
+    return Track(_name(track_dir), layout, tree.path(track_dir), mixture, stems, metadata,
+                 song_id=track_dir, rejected_stems=rejected, unknown_labels=unknown, problems=problems)
 
 
-def read_mixing_secrets(root: str | Path, unknown_policy: str = "other") -> list[Track]:
+def read_mixing_secrets(root: str | os.PathLike, unknown_policy: str = "other",
+                        tree: Listing | None = None) -> list[Track]:
     """Mixing Secrets: MedleyDB-style YAML when present, else plain folders mapped by file-name keywords."""
-    root = Path(root)
+    tree = _listing(root, tree)
     tracks = []
-    for d, meta in _track_dirs_with_metadata(root):
+    for d, meta in _track_dirs_with_metadata(tree):
         if meta is not None:
-            tracks.append(read_medleydb_track(root, d, meta, unknown_policy))
+            tracks.append(read_medleydb_track(tree, d, meta, unknown_policy))
             continue
         tracks.append(_track_from_named_files(
-            root, d, "mixing_secrets", _audio_files(d, recursive=True), _is_mixture_name,
-            lambda f: (taxonomy.instrument_from_filename(f.name), f.name, "no instrument keyword in file name"),
+            tree, d, "mixing_secrets", _audio_files(tree, d, recursive=True), _is_mixture_name,
+            lambda f: (taxonomy.instrument_from_filename(_name(f)), _name(f), "no instrument keyword in file name"),
             unknown_policy, {"mapping": "filename keywords"}))
     return tracks
 
 
-def _folder_instrument(path: Path) -> str | None:
-    name = re.sub(r"[_\-\s]*\d+$", "", path.stem)
+def _folder_instrument(rel: str) -> str | None:
+    name = re.sub(r"[_\-\s]*\d+$", "", _stem(rel))
     return taxonomy.lookup_label(name)
 
 
-def read_folder(root: str | Path, unknown_policy: str = "other") -> list[Track]:
+def read_folder(root: str | os.PathLike, unknown_policy: str = "other", tree: Listing | None = None) -> list[Track]:
     """Generic track folders: ``<track>/<instrument>[_N].wav`` (+ optional ``mixture.wav``)."""
-    root = Path(root)
+    tree = _listing(root, tree)
     tracks = []
-    for d in _subdirs(root):
+    for d in tree.subdirs(""):
         tracks.append(_track_from_named_files(
-            root, d, "folder", _audio_files(d), lambda f: f.stem.lower() in MIXTURE_NAMES,
-            lambda f: (_folder_instrument(f), f.stem, "unknown instrument name"), unknown_policy, {}))
+            tree, d, "folder", _audio_files(tree, d), lambda f: _stem(f).lower() in MIXTURE_NAMES,
+            lambda f: (_folder_instrument(f), _stem(f), "unknown instrument name"), unknown_policy, {}))
     return tracks
 
 
-def detect_layout(root: str | Path) -> str:
+def detect_layout(root: str | os.PathLike, tree: Listing | None = None) -> str:
     """Guess the layout of ``root`` from its folder and file names (raises LayoutError)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise LayoutError(f"{root}: not a directory")
+    tree = _listing(root, tree)
     for subset in ("train", "test"):
-        if (root / subset).is_dir() and any(_find_audio(d, "mixture") or _find_audio(d, "vocals")
-                                            for d in _subdirs(root / subset)):
+        if tree.is_dir(subset) and any(_find_audio(tree, d, "mixture") or _find_audio(tree, d, "vocals")
+                                       for d in tree.subdirs(subset)):
             return "musdb"
-    pairs = _track_dirs_with_metadata(root)
-    metas = [m for _, m in pairs if m is not None]
+    metas = [m for _, m in _track_dirs_with_metadata(tree) if m is not None]
     if metas:
         import yaml
 
         try:
-            origin = str((yaml.safe_load(metas[0].read_text()) or {}).get("origin", ""))
+            origin = str((yaml.safe_load(storage.read_text(tree.path(metas[0]))) or {}).get("origin", ""))
         except Exception:
             origin = ""
         return "mixing_secrets" if "mixing secrets" in origin.lower() else "medleydb"
-    files = [f for d in _subdirs(root) for f in _audio_files(d)]
+    files = [f for d in tree.subdirs("") for f in _audio_files(tree, d)]
     if not files:
-        raise LayoutError(f"{root}: no track folders with audio files (looked for MUSDB, MedleyDB, "
+        raise LayoutError(f"{tree.root}: no track folders with audio files (looked for MUSDB, MedleyDB, "
                           "Mixing Secrets and track-folder layouts)")
-    named = [f for f in files if f.stem.lower() not in MIXTURE_NAMES]
+    named = [f for f in files if _stem(f).lower() not in MIXTURE_NAMES]
     if named and all(_folder_instrument(f) is not None for f in named):
         return "folder"
     return "mixing_secrets"
 
 
 READERS = {
-    "musdb": lambda root, policy: read_musdb(root),
+    "musdb": lambda root, policy, tree=None: read_musdb(root, tree),
     "medleydb": read_medleydb,
     "mixing_secrets": read_mixing_secrets,
     "folder": read_folder,
 }
 
 
-def read_tracks(root: str | Path, layout: str = "auto", unknown_policy: str = "other") -> list[Track]:
-    """All tracks under ``root`` in ``layout`` (``auto`` detects it), sorted by song id."""
+def read_tracks(root: str | os.PathLike, layout: str = "auto", unknown_policy: str = "other") -> list[Track]:
+    """All tracks under ``root`` (local or ``gs://``...) in ``layout`` (``auto`` detects it), sorted by song id."""
     if unknown_policy not in taxonomy.UNKNOWN_POLICIES:
         raise ValueError(f"unknown-label policy must be one of {taxonomy.UNKNOWN_POLICIES}, got {unknown_policy!r}")
-    root = Path(root)
-    if layout == "auto":
-        layout = detect_layout(root)
-    if layout not in READERS:
+    if layout != "auto" and layout not in READERS:
         raise LayoutError(f"unknown layout {layout!r}; choose from auto, {', '.join(LAYOUTS)}")
-    if not root.is_dir():
-        raise LayoutError(f"{root}: not a directory")
-    return sorted(READERS[layout](root, unknown_policy), key=lambda t: t.song_id)
+    tree = Listing(root)
+    if layout == "auto":
+        layout = detect_layout(root, tree)
+    return sorted(READERS[layout](root, unknown_policy, tree), key=lambda t: t.song_id)

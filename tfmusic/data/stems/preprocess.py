@@ -1,14 +1,29 @@
-"""Preprocessing of multitrack datasets into TFRecord segments (logic of beam_pipelines/preprocess_stems.py).
+"""Preprocessing of multitrack datasets into TFRecord segments: the ``PreprocessStems`` Beam job.
 
-For every song: validate the files (readable, finite, same rate / channels / length, stems not
-silent), resample to 44.1 kHz, compute MedleyDB activity confidences per instrument on the whole
-song, cut fixed-length segments (offsets on the 1024-sample hop grid so labels stay aligned) and
-write them as ``tf.train.Example`` records (``tfmusic.data.schema`` stems section).
+Each song is validated, labelled and segmented by :mod:`tfmusic.data.stems.songs`. Every reject is
+one line of ``rejects.jsonl`` and the manifest counts add up: ``in = written + rejected`` for songs
+and stems.
 
-Bad input is reported, never fatal: problems local to one stem (missing, unreadable, NaN/Inf,
-silent, unknown label under the reject policy) reject that stem; problems of the mixture or
-between files (rate, channel or length mismatch) reject the song. Every reject is one line of
-``rejects.jsonl`` and the manifest counts add up: ``in = written + rejected`` for songs and stems.
+Input and output may be local or on any Beam filesystem (``gs://`` on Dataflow). How records move
+(``PreprocessStems``): **workers write part files, not a GroupByKey of records.** A worker writes
+each song's records as one TFRecord part file into the job's staging folder
+(``OUT/.staging/RUN/parts/``, :func:`tfmusic.beam_io.staging_dir`); only the song's summary (a few
+hundred bytes: counts, durations, the part's name and size) flows on. A GroupByKey by split of
+those small summaries plans the shards (songs in song-id order, cut where the running size passes
+multiples of the split's size / shard count, ~``SHARD_BYTES`` each: the same cut for any worker
+count or completion order); one worker per shard concatenates its parts (TFRecord framing is per
+record, so a concatenation is a valid file) into the staged shard under its TFDS name, and
+:class:`tfmusic.beam_io.FinalizeFiles` renames all shards at once and deletes the staging folder,
+parts included. The pipeline then writes ``rejects.jsonl`` and, last, ``manifest.json``.
+Why not a GroupByKey of records: a 4-minute 5-stem song is ~250 MB of segments; a shuffle would
+move (and, on Dataflow, bill) every byte once more and bring one split's records to one key,
+whereas a part file is written once and read once, by the shard's worker, streaming. The driver
+only lists the input tree and plans the splits; no record passes through it.
+
+Outputs are a function of the input and the parameters: the manifest and rejects name files
+relative to the input root (the manifest's ``input`` is the only field that says where the data
+was), hold no wall times, and are written with sorted keys, so a local run and a ``gs://`` run of
+the same dataset write the same bytes apart from ``input``.
 """
 
 from __future__ import annotations
@@ -20,220 +35,22 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import asdict
+from typing import Any, Iterable, Sequence
 
-import numpy as np
-
-from tfmusic.audio.io import DEFAULT_SAMPLE_RATE, AudioFileError, audio_info, read_audio, to_int16
+from tfmusic import beam_io, storage
 from tfmusic.data.stems import activity, taxonomy
-from tfmusic.data.stems.layouts import Track, assemble, read_tracks
+from tfmusic.data.stems.layouts import Track, check_worker_path, read_tracks, relative_path
+from tfmusic.data.stems.songs import (  # noqa: F401  (PreprocessConfig, segment_offsets: re-exported for callers)
+    DATASET_NAME, PARTS, REJECTS, SHARD_BYTES, PreprocessConfig, _reject, process_track, segment_offsets)
 from tfmusic.data.stems.splits import DEFAULT_FRACTIONS, MANIFEST, SPLITS, assign_splits
 
 log = logging.getLogger(__name__)
 
-DATASET_NAME = "stems"
-REJECTS = "rejects.jsonl"
-PCM_DTYPES = ("int16", "float32")
-SILENCE_PEAK = 1e-5  # a stem whose peak is below this (-100 dBFS) is "silent"
-SHARD_BYTES = 256 * 1024 * 1024  # target shard size
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    sample_rate: int = DEFAULT_SAMPLE_RATE
-    segment_seconds: float = 10.0
-    pcm_dtype: str = "int16"
-    length_tolerance_seconds: float = 0.01
-    min_seconds: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.pcm_dtype not in PCM_DTYPES:
-            raise ValueError(f"pcm dtype must be one of {PCM_DTYPES}, got {self.pcm_dtype!r}")
-        if self.segment_samples < activity.WIN:
-            raise ValueError(f"segment of {self.segment_seconds} s is shorter than one STFT frame")
-
-    @property
-    def segment_samples(self) -> int:
-        return int(round(self.segment_seconds * self.sample_rate))
-
-    @property
-    def segment_frames(self) -> int:
-        return activity.num_frames(self.segment_samples)
-
-    @property
-    def segment_stride(self) -> int:
-        """Offsets step on the hop grid (<= segment length, so consecutive segments touch or overlap < 1 hop)."""
-        return (self.segment_samples // activity.HOP) * activity.HOP
-
-
-def segment_offsets(samples: int, config: PreprocessConfig) -> list[int]:
-    """Segment start samples, all multiples of 1024 so stored label frames align with STFT frames.
-
-    Segments step by ``segment_stride``; a leftover tail of at least a quarter segment gets one more
-    segment ending at (or, by less than one hop, past) the song's end; shorter tails are dropped.
-    A song shorter than one segment is one zero-padded segment.
-    """
-    seg, stride = config.segment_samples, config.segment_stride
-    if samples <= seg:
-        return [0]
-    offsets = list(range(0, samples - seg + 1, stride))
-    tail = samples - (offsets[-1] + seg)
-    if tail >= seg // 4:
-        last = -(-(samples - seg) // activity.HOP) * activity.HOP  # round up: the end is always covered
-        offsets.append(last)
-    return offsets
-
-
-def _pcm(audio: np.ndarray, dtype: str, scale: float) -> np.ndarray:
-    """The whole song as stored PCM (little-endian int16 or float32), converted once and sliced per segment."""
-    scaled = audio * np.float32(scale) if scale != 1.0 else audio
-    if dtype == "int16":
-        return to_int16(scaled).astype("<i2", copy=False)
-    return scaled.astype("<f4", copy=False)
-
-
-def _segment_bytes(pcm: np.ndarray, off: int, valid: int, seg: int) -> bytes:
-    """``pcm[:, off:off + seg]`` as bytes, zero-padded past the song's end."""
-    piece = pcm[:, off:off + valid]
-    if valid < seg:
-        piece = np.pad(piece, ((0, 0), (0, seg - valid)))
-    return piece.tobytes()
-
-
-def _peak(audio: np.ndarray) -> float:
-    """max |audio| without allocating ``abs(audio)``."""
-    return max(float(audio.max()), -float(audio.min()))
-
-
-def _reject(file: str, reason: str, song_id: str, kind: str) -> dict:
-    return {"song_id": song_id, "kind": kind, "file": file, "reason": reason}
-
-
-def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_path: str) -> dict:
-    """Validate, label and segment one song; records go to ``part_path``; returns the song summary.
-
-    Pure apart from writing its own part file, so Beam may retry it.
-    """
-    from tfmusic.data import schema  # records are encoded without TensorFlow (schema.stems_example_bytes)
-    from tfmusic.data.tfds_metadata import write_tfrecord
-
-    track = Track(**track_dict)
-    sid = track.song_id
-    stem_files = [(inst, f) for inst in track.instruments for f in track.stems[inst]]
-    stems_in = len(stem_files) + len(track.rejected_stems)
-    stem_rejects = [_reject(r["file"], r["reason"], sid, "stem") for r in track.rejected_stems]
-    summary: dict[str, Any] = {"song_id": sid, "split": split, "layout": track.layout, "stems_in": stems_in,
-                               "unknown_labels": list(track.unknown_labels)}
-
-    def reject_song(file: str, reason: str) -> dict:
-        rejects = [_reject(file, reason, sid, "song")] + stem_rejects
-        summary.update(status="rejected", reason=reason, rejects=rejects, stems_written=0,
-                       stems_rejected=stems_in, segments=0)
-        return summary
-
-    if track.problems:
-        return reject_song(track.path, "; ".join(track.problems))
-    # Headers first: unreadable files, then rate / channel / length agreement.
-    infos = {}
-    if track.mixture:
-        try:
-            infos[track.mixture] = audio_info(track.mixture)
-        except AudioFileError as err:
-            return reject_song(track.mixture, f"mixture: {err.problem}")
-    kept = []
-    for inst, f in stem_files:
-        try:
-            infos[f] = audio_info(f)
-            kept.append((inst, f))
-        except AudioFileError as err:
-            stem_rejects.append(_reject(f, err.problem, sid, "stem"))
-    if not kept:
-        return reject_song(track.path, "no usable stems")
-    files = ([track.mixture] if track.mixture else []) + [f for _, f in kept]
-    rates = {infos[f].sample_rate for f in files}
-    if len(rates) > 1:
-        detail = ", ".join(f"{Path(f).name}={infos[f].sample_rate} Hz" for f in files)
-        return reject_song(track.path, f"sample rate mismatch ({detail})")
-    channels = {infos[f].channels for f in files}
-    if len(channels) > 1:
-        detail = ", ".join(f"{Path(f).name}={infos[f].channels}ch" for f in files)
-        return reject_song(track.path, f"channel count mismatch ({detail})")
-    n_ch = channels.pop()
-    if n_ch not in (1, 2):
-        return reject_song(track.path, f"unsupported channel count {n_ch} (1 or 2 expected)")
-    rate = rates.pop()
-    lengths = [infos[f].frames for f in files]
-    if (max(lengths) - min(lengths)) / rate > config.length_tolerance_seconds:
-        detail = ", ".join(f"{Path(f).name}={infos[f].frames / rate:.3f}s" for f in files)
-        return reject_song(track.path, f"length mismatch beyond {config.length_tolerance_seconds}s ({detail})")
-    if max(lengths) / rate < config.min_seconds:
-        return reject_song(track.path, f"shorter than {config.min_seconds}s ({max(lengths) / rate:.3f}s)")
-    # Samples: NaN/Inf and silence, then resample.
-    mix = None
-    if track.mixture:
-        try:
-            mix = read_audio(track.mixture, config.sample_rate)[0]
-        except AudioFileError as err:
-            return reject_song(track.mixture, f"mixture: {err.problem}")
-    raw: dict[str, list[np.ndarray]] = {}
-    stems_written = 0
-    for inst, f in kept:
-        try:
-            audio = read_audio(f, config.sample_rate)[0]
-        except AudioFileError as err:
-            stem_rejects.append(_reject(f, err.problem, sid, "stem"))
-            continue
-        if _peak(audio) < SILENCE_PEAK:
-            stem_rejects.append(_reject(f, f"silent stem (peak below {SILENCE_PEAK:g})", sid, "stem"))
-            continue
-        raw.setdefault(inst, []).append(audio)
-        stems_written += 1
-    if not raw:
-        return reject_song(track.path, "no usable stems")
-    mix, stems = assemble(raw, mix)
-    samples = mix.shape[1]
-    peak = max([_peak(mix)] + [_peak(a) for a in stems.values()])
-    scale = 1.0
-    if config.pcm_dtype == "int16" and peak >= 1.0:
-        scale = 0.999 / peak  # keep int16 from clipping; the decoder divides it out
-    conf = {inst: activity.song_confidence(a) for inst, a in stems.items()}
-    seg, frames = config.segment_samples, config.segment_frames
-    offsets = segment_offsets(samples, config)
-    records = []
-    inst_stats = {inst: {"seconds": samples / config.sample_rate,
-                         "active_seconds": float(activity.binarize(c).sum()) * activity.HOP / config.sample_rate,
-                         "segments": 0, "segments_active": 0} for inst, c in conf.items()}
-    mix_pcm = _pcm(mix, config.pcm_dtype, scale)
-    stem_pcm = {inst: _pcm(a, config.pcm_dtype, scale) for inst, a in stems.items()}
-    for k, off in enumerate(offsets):
-        valid = min(seg, samples - off)
-        stem_bytes, act_bytes = {}, {}
-        for inst, a in stems.items():
-            c = activity.fit_frames(conf[inst][off // activity.HOP:], frames)
-            silent = not np.any(a[:, off:off + valid])  # all-zero input segment -> empty bytes (absent)
-            stem_bytes[inst] = b"" if silent else _segment_bytes(stem_pcm[inst], off, valid, seg)
-            act_bytes[inst] = c.astype("<f4").tobytes()
-            inst_stats[inst]["segments"] += 1
-            inst_stats[inst]["segments_active"] += int(bool(np.any(c >= activity.THRESHOLD)))
-        scalars = {"song_id": sid, "segment_index": k, "offset": off, "num_samples": seg, "valid_samples": valid,
-                   "sample_rate": config.sample_rate, "channels": n_ch, "frames": frames,
-                   "pcm_dtype": config.pcm_dtype, "scale": scale}
-        # Encoded on the wire directly: byte-identical to the tf.train.Example proto serialized with
-        # sorted map keys (same bytes on any worker), and no TensorFlow import in Beam workers.
-        records.append(schema.stems_example_bytes(scalars, _segment_bytes(mix_pcm, off, valid, seg), stem_bytes,
-                                                  act_bytes, taxonomy.INSTRUMENTS))
-    size = write_tfrecord(part_path, records)
-    summary.update(status="written", rejects=stem_rejects, stems_written=stems_written,
-                   stems_rejected=stems_in - stems_written, segments=len(records), bytes=size,
-                   seconds=samples / config.sample_rate, source_rate=rate, channels=n_ch, scale=scale,
-                   instruments=inst_stats, part=part_path)
-    return summary
-
 
 def _append_file(path: str, out) -> None:
-    """Append ``path`` to the open file ``out``, in the kernel (copy_file_range) where the OS allows."""
+    """Append the local file ``path`` to the open local file ``out``, in the kernel (copy_file_range)
+    where the OS allows."""
     with open(path, "rb") as src:
         remaining = os.fstat(src.fileno()).st_size
         out.flush()
@@ -251,8 +68,38 @@ def _append_file(path: str, out) -> None:
             shutil.copyfileobj(src, out)
 
 
-def _write_shards(split: str, parts: list[tuple[str, str, int]], out_dir: str) -> dict:
-    """Concatenate per-song part files (TFRecord framing is per record) into the split's shards."""
+COPY_CHUNK = 16 * 1024 * 1024
+
+
+def concatenate(parts: Sequence[str], dest: str) -> int:
+    """Write the files ``parts`` one after the other into ``dest``; returns the size in bytes.
+
+    Local to local goes through the kernel; otherwise (object storage on either side) parts are
+    streamed in 16 MiB chunks, never held whole in memory.
+    """
+    if storage.is_local(dest) and all(storage.is_local(p) for p in parts):
+        storage.makedirs(os.path.dirname(os.path.abspath(dest)))
+        with open(dest, "wb") as out:
+            for path in parts:
+                _append_file(path, out)
+        return os.path.getsize(dest)
+    size = 0
+    with storage.open_write(dest) as out:
+        for path in parts:
+            with storage.open_read(path) as src:
+                while chunk := src.read(COPY_CHUNK):
+                    out.write(chunk)
+                    size += len(chunk)
+    return size
+
+
+def plan_shards(split: str, parts: Iterable[tuple[str, str, int]]) -> list[dict]:
+    """Cut one split's ``(song_id, part path, bytes)`` into TFDS-named shards.
+
+    Songs are taken in song-id order and a new shard starts where the running size passes the next
+    multiple of ``total / num_shards`` (``num_shards = ceil(total / SHARD_BYTES)``, at most one per
+    song): the cut depends only on the songs and their sizes, never on worker count or timing.
+    """
     from tfmusic.data.tfds_metadata import shard_filename
 
     parts = sorted(parts)
@@ -266,30 +113,113 @@ def _write_shards(split: str, parts: list[tuple[str, str, int]], out_dir: str) -
             g += 1
         groups[g].append(item)
         acc += item[2]
-    shards = []
-    for i, group in enumerate(groups):
-        name = shard_filename(DATASET_NAME, split, i, num)
-        tmp = Path(out_dir) / (name + ".tmp")
-        with open(tmp, "wb") as out:
-            for _, path, _ in group:
-                _append_file(path, out)
-        tmp.replace(Path(out_dir) / name)
-        shards.append({"file": name, "songs": len(group), "bytes": sum(s for _, _, s in group)})
-    return {"split": split, "shards": shards}
+    return [{"split": split, "file": shard_filename(DATASET_NAME, split, i, num), "songs": [s for s, _, _ in group],
+             "parts": [p for _, p, _ in group], "bytes": sum(b for _, _, b in group)}
+            for i, group in enumerate(groups)]
 
 
-def _remove_stale(out_dir: Path) -> None:
-    for p in out_dir.glob(f"{DATASET_NAME}-*.tfrecord-*"):
-        p.unlink()
-    for name in (MANIFEST, REJECTS):
-        if (out_dir / name).exists():
-            (out_dir / name).unlink()
-    shutil.rmtree(out_dir / ".parts", ignore_errors=True)
+def stage_shard(shard: dict, staging: str) -> dict:
+    """Assemble one planned shard from its parts in the staging folder; returns its staged entry."""
+    staged = storage.join(staging, shard["file"])
+    size = concatenate(shard["parts"], staged)
+    if size != shard["bytes"]:
+        raise beam_io.CountsError(f"{shard['file']}: parts hold {shard['bytes']} bytes but {size} were copied")
+    return {"file": shard["file"], "staged": staged, "num_bytes": size, "split": shard["split"],
+            "songs": len(shard["songs"])}
+
+
+def _failed_song(job: tuple[int, dict, str], err: Exception, root: str) -> dict:
+    _, track_dict, split = job
+    reason = f"{type(err).__name__}: {err}"
+    stems_in = sum(len(v) for v in track_dict["stems"].values()) + len(track_dict["rejected_stems"])
+    return {"song_id": track_dict["song_id"], "split": split, "layout": track_dict["layout"],
+            "status": "rejected", "reason": reason, "stems_in": stems_in, "stems_written": 0,
+            "stems_rejected": stems_in, "segments": 0, "unknown_labels": track_dict["unknown_labels"],
+            "rejects": [_reject(relative_path(track_dict["path"], root), reason, track_dict["song_id"], "song")]}
+
+
+def process_job(job: tuple[int, dict, str], config: PreprocessConfig, root: str, staging: str) -> dict:
+    """Worker side of one song: its part goes to ``staging/parts/NNNNNN.tfrecord``; an unexpected
+    failure rejects the song (the job goes on). The summary carries the track relative to ``root``."""
+    index, track_dict, split = job
+    part = storage.join(staging, PARTS, f"{index:06d}.tfrecord")
+    try:
+        result = process_track(track_dict, split, config, part, root=root)
+    except Exception as err:  # reported in rejects.jsonl and the manifest
+        log.exception("song %s failed", track_dict["song_id"])
+        result = _failed_song(job, err, root)
+    result["track"] = Track(**track_dict).relative_to(root)
+    return result
+
+
+def PreprocessStems(jobs: Sequence[tuple[int, dict, str]], out_dir: str, *, root: str,  # noqa: N802
+                    config: PreprocessConfig = PreprocessConfig(), info: dict | None = None,
+                    run_id: str | None = None, progress: bool = False):
+    """PTransform (apply to the pipeline root): preprocess ``jobs`` = ``(index, track dict, split)``
+    (tracks under ``root``) into ``out_dir``; its output is one element, the path of the finished
+    ``manifest.json``. ``out_dir`` must be prepared (:func:`prepare`) by the driver first; ``info``
+    holds the manifest's run parameters (layout, seed, fractions, ...)."""
+    import apache_beam as beam
+
+    from tfmusic.beam_options import progress_dofn
+
+    jobs = list(jobs)
+    staging = beam_io.staging_dir(out_dir, run_id or beam_io.new_run_id())
+    info = dict(info or {})
+
+    class _Preprocess(beam.PTransform):
+        def expand(self, pipeline_root):
+            summaries = (pipeline_root
+                         | "Songs" >> beam.Create(jobs, reshuffle=True)
+                         | "ProcessSongs" >> beam.ParDo(progress_dofn(
+                             lambda job: process_job(job, config, root, staging), total=len(jobs),
+                             desc="preprocess: songs", unit="song", enabled=progress)))
+            staged = (summaries
+                      | "Written" >> beam.Filter(lambda s: s["status"] == "written")
+                      | "KeyBySplit" >> beam.Map(lambda s: (s["split"], (s["song_id"], s["part"], s["bytes"])))
+                      | "GroupBySplit" >> beam.GroupByKey()
+                      | "PlanShards" >> beam.FlatMapTuple(plan_shards)
+                      | "SpreadShards" >> beam.Reshuffle()
+                      | "StageShards" >> beam.Map(stage_shard, staging))
+            everything = summaries | "AllSongs" >> beam.combiners.ToList()
+            return (staged
+                    | "Finalize" >> beam_io.FinalizeFiles(out_dir, staging)
+                    | "WriteMetadata" >> beam.Map(write_metadata, beam.pvalue.AsSingleton(everything), out_dir,
+                                                  config, len(jobs), info))
+
+    return _Preprocess()
+
+
+def write_metadata(shards: list[dict], summaries: list[dict], out_dir: str, config: PreprocessConfig,
+                   songs_in: int, info: dict) -> str:
+    """After finalization: ``rejects.jsonl``, then ``manifest.json`` (returns its path)."""
+    if len(summaries) != songs_in:
+        raise beam_io.CountsError(f"preprocess: {songs_in} songs in but {len(summaries)} summaries out")
+    summaries = sorted(summaries, key=lambda s: s["song_id"])
+    by_split: dict[str, list[dict]] = {}
+    for entry in shards:
+        by_split.setdefault(entry["split"], []).append(
+            {"file": entry["file"], "songs": entry["songs"], "bytes": entry["num_bytes"]})
+    manifest = build_manifest(summaries, by_split, config, **info)
+    rejects = "".join(json.dumps(r, sort_keys=True) + "\n" for s in summaries for r in s.get("rejects", []))
+    return beam_io.write_metadata(out_dir, {REJECTS: rejects, MANIFEST: beam_io.json_bytes(manifest)}, last=MANIFEST)
+
+
+def prepare(out_dir: str | os.PathLike) -> str:
+    """Check the output location and delete an older dataset there (metadata first)."""
+    return beam_io.prepare_output(os.fspath(out_dir), metadata=(MANIFEST, REJECTS),
+                                  data_patterns=[f"{DATASET_NAME}-*.tfrecord-*"])
+
+
+def _input_root(input_dir: str | os.PathLike) -> str:
+    """The dataset root as recorded in the manifest: absolute when local, as given when remote."""
+    text = storage.check_path(input_dir, what="input")
+    return os.path.abspath(text) if storage.is_local(text) else text.rstrip("/")
 
 
 def preprocess(
-    input_dir: str | Path,
-    out_dir: str | Path,
+    input_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
     *,
     layout: str = "auto",
     seed: int = 0,
@@ -299,83 +229,51 @@ def preprocess(
     beam_args: Sequence[str] = (),
     progress: bool = True,
 ) -> dict:
-    """Run the preprocessing Beam job; writes shards, ``manifest.json`` and ``rejects.jsonl``."""
-    import apache_beam as beam
+    """Run the preprocessing Beam job; writes shards, ``rejects.jsonl`` and ``manifest.json``.
 
-    from tfmusic.beam_options import make_pipeline, progress_dofn
+    Input and output may be local or on any Beam filesystem. Returns the manifest with this run's
+    ``wall_seconds`` added (not written, so outputs stay reproducible); with ``--template_location``
+    in ``beam_args`` only the Dataflow template is written and ``{"template_location", "out"}``
+    is returned.
+    """
+    from tfmusic.beam_options import flag_value, run_pipeline
+    from tfmusic.data.stems.splits import read_manifest
 
     start = time.time()
-    input_dir, out_dir = Path(input_dir), Path(out_dir)
-    tracks = read_tracks(input_dir, layout, unknown_policy)
+    root = _input_root(input_dir)
+    out = storage.check_path(out_dir, what="output")
+    check_worker_path(root, "--input", beam_args)
+    check_worker_path(out, "--out", beam_args)
+    tracks = read_tracks(root, layout, unknown_policy)
     if not tracks:
-        raise ValueError(f"{input_dir}: no tracks found (layout {layout})")
+        raise ValueError(f"{root}: no tracks found (layout {layout})")
     detected = sorted({t.layout for t in tracks})
     fixed = {t.song_id: "test" for t in tracks if t.metadata.get("subset") == "test"}
     split_of = assign_splits([t.song_id for t in tracks], seed, fractions, fixed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out_dir)
-    parts_dir = out_dir / ".parts"
-    parts_dir.mkdir()
-    results_dir = parts_dir / "results"
-    results_dir.mkdir()
-    jobs = [(t.to_dict(), split_of[t.song_id], str(parts_dir / f"{i:06d}.tfrecord")) for i, t in enumerate(tracks)]
-
-    def process_job(job):
-        track_dict, split, part = job
-        try:
-            result = process_track(track_dict, split, config, part)
-        except Exception as err:  # an unexpected failure rejects the song, the job goes on
-            log.exception("song %s failed", track_dict["song_id"])
-            result = {"song_id": track_dict["song_id"], "split": split, "layout": track_dict["layout"],
-                      "status": "rejected", "reason": f"{type(err).__name__}: {err}",
-                      "stems_in": sum(len(v) for v in track_dict["stems"].values()) + len(track_dict["rejected_stems"]),
-                      "stems_written": 0, "segments": 0, "unknown_labels": track_dict["unknown_labels"],
-                      "rejects": [_reject(track_dict["path"], f"{type(err).__name__}: {err}", track_dict["song_id"], "song")]}
-            result["stems_rejected"] = result["stems_in"]
-        name = Path(part).stem
-        (results_dir / f"{name}.json").write_text(json.dumps(result))
-        return result
-
-    def write_shards(item):
-        split, parts = item
-        info = _write_shards(split, list(parts), str(out_dir))
-        (results_dir / f"shards-{split}.json").write_text(json.dumps(info))
-
-    with make_pipeline(beam_args) as p:
-        results = (p | "Songs" >> beam.Create(jobs, reshuffle=True) | "Process" >> beam.ParDo(
-            progress_dofn(process_job, total=len(jobs), desc="preprocess: songs", unit="song", enabled=progress)))
-        (results
-         | "Written" >> beam.Filter(lambda r: r["status"] == "written")
-         | "KeyBySplit" >> beam.Map(lambda r: (r["split"], (r["song_id"], r["part"], r["bytes"])))
-         | "GroupSplits" >> beam.GroupByKey()
-         | "Shards" >> beam.Map(write_shards))
-
-    summaries = [json.loads((results_dir / f"{Path(part).stem}.json").read_text()) for _, _, part in jobs]
-    shards = {}
-    for split in SPLITS:
-        f = results_dir / f"shards-{split}.json"
-        if f.is_file():
-            shards[split] = json.loads(f.read_text())["shards"]
-    shutil.rmtree(parts_dir)
-    manifest = build_manifest(summaries, tracks, split_of, shards, config, input_dir=str(input_dir),
-                              layout=layout, detected=detected, seed=seed, fractions=fractions,
-                              unknown_policy=unknown_policy)
-    with open(out_dir / REJECTS, "w") as fh:
-        for s in summaries:
-            for r in s.get("rejects", []):
-                fh.write(json.dumps(r) + "\n")
+    jobs = [(i, t.to_dict(), split_of[t.song_id]) for i, t in enumerate(tracks)]
+    info = {"input_dir": root, "layout": layout, "detected": detected, "seed": seed,
+            "fractions": list(fractions), "unknown_policy": unknown_policy, "split_of": split_of}
+    out = prepare(out)
+    finished = run_pipeline(lambda p: p | "PreprocessStems" >> PreprocessStems(
+        jobs, out, root=root, config=config, info=info, progress=progress), beam_args)
+    if not finished:
+        return {"template_location": flag_value(beam_args, "--template_location"), "out": out}
+    manifest = read_manifest(out)
     manifest["wall_seconds"] = round(time.time() - start, 2)
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def build_manifest(summaries: list[dict], tracks: list[Track], split_of: dict[str, str], shards: dict,
-                   config: PreprocessConfig, **info: Any) -> dict:
-    """Counts and durations per split and instrument, the song -> split map, and the reject tally."""
-    by_id = {t.song_id: t for t in tracks}
+def build_manifest(summaries: list[dict], shards: dict, config: PreprocessConfig, **info: Any) -> dict:
+    """Counts and durations per split and instrument, the song -> split map, and the reject tally.
+
+    ``summaries`` carry their track relative to the input root (``summary["track"]``); ``shards``
+    maps split -> finalized shard entries in shard order.
+    """
+    split_of = info["split_of"]
     splits: dict[str, dict] = {}
     for split in SPLITS:
         rows = [s for s in summaries if s["split"] == split and s["status"] == "written"]
+        entries = sorted(shards.get(split, []), key=lambda e: e["file"])
         insts = {}
         for inst in taxonomy.INSTRUMENTS:
             have = [s["instruments"][inst] for s in rows if inst in s["instruments"]]
@@ -386,14 +284,14 @@ def build_manifest(summaries: list[dict], tracks: list[Track], split_of: dict[st
                            "segments_active": sum(h["segments_active"] for h in have)}
         splits[split] = {"songs": len(rows), "segments": sum(s["segments"] for s in rows),
                          "seconds": round(sum(s["seconds"] for s in rows), 3),
-                         "bytes": sum(s["bytes"] for s in rows),
-                         "files": [sh["file"] for sh in shards.get(split, [])], "instruments": insts}
+                         "bytes": sum(s["bytes"] for s in rows), "files": [sh["file"] for sh in entries],
+                         "shards": entries, "instruments": insts}
     songs = {}
     for s in summaries:
         songs[s["song_id"]] = {"split": s["split"], "status": s["status"], "layout": s["layout"],
                                "segments": s.get("segments", 0), "seconds": round(s.get("seconds", 0.0), 3),
                                "instruments": sorted(s.get("instruments", {})),
-                               "reason": s.get("reason"), "track": by_id[s["song_id"]].to_dict()}
+                               "reason": s.get("reason"), "track": s["track"]}
     reasons = Counter(r["reason"].split(" (")[0] for s in summaries for r in s.get("rejects", []))
     unknown = Counter(label for s in summaries for label in s.get("unknown_labels", []))
     written = [s for s in summaries if s["status"] == "written"]
@@ -405,8 +303,11 @@ def build_manifest(summaries: list[dict], tracks: list[Track], split_of: dict[st
         "segments": sum(s.get("segments", 0) for s in summaries),
         "reject_reasons": dict(sorted(reasons.items())),
     }
-    assert counts["songs"]["in"] == counts["songs"]["written"] + counts["songs"]["rejected"]
-    assert counts["stems"]["in"] == counts["stems"]["written"] + counts["stems"]["rejected"]
+    for what in ("songs", "stems"):
+        c = counts[what]
+        beam_io.check_counts({"in": c["in"], "out": c["written"], "rejected": c["rejected"]}, f"preprocess {what}")
+    if sum(sh["bytes"] for entries in shards.values() for sh in entries) != sum(s["bytes"] for s in written):
+        raise beam_io.CountsError(f"preprocess: the shards do not hold the {len(written)} written songs' bytes")
     return {
         "format": "tfmusic-stems", "version": 1, "dataset": DATASET_NAME,
         "instruments": list(taxonomy.INSTRUMENTS), "config": asdict(config),

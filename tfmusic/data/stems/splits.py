@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+import os
 from typing import Iterable, Mapping, Sequence
 
+from tfmusic import storage
 from tfmusic.data.stems.layouts import Track
 
 SPLITS = ("train", "valid", "test")
@@ -67,26 +68,31 @@ def assign_splits(
     return {i: out[i] for i in ids}
 
 
-def read_manifest(data_dir: str | Path) -> dict:
-    """The preprocessing manifest of ``data_dir`` (clear error when it is missing)."""
-    path = Path(data_dir) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(2, "no stems manifest (run `tfmusic data preprocess` first)", str(path))
+def read_manifest(data_dir: str | os.PathLike) -> dict:
+    """The preprocessing manifest of ``data_dir`` (local or ``gs://``; clear error when it is missing)."""
+    path = storage.join(storage.check_path(data_dir, what="data directory"), MANIFEST)
+    if not storage.exists(path):
+        raise FileNotFoundError(2, "no stems manifest (run `tfmusic data preprocess` first)", path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(storage.read_text(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: corrupt manifest ({err})") from err
 
 
-def tracks_for_split(data_dir: str | Path, split: str) -> list[Track]:
-    """The songs of ``split`` as :class:`Track` records (``load()`` reads them in full from the source)."""
+def tracks_for_split(data_dir: str | os.PathLike, split: str, input_root: str | os.PathLike | None = None) -> list[Track]:
+    """The songs of ``split`` as :class:`Track` records (``load()`` reads them in full from the source).
+
+    The manifest stores track paths relative to the dataset root; they are resolved against
+    ``input_root`` (default: the manifest's ``input``, the root the dataset was preprocessed from),
+    so a dataset copied elsewhere is read from its new place with ``input_root``.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     manifest = read_manifest(data_dir)
+    root = os.fspath(input_root) if input_root is not None else manifest.get("input", "")
     tracks = []
     for song_id, info in sorted(manifest["songs"].items()):
         if info["split"] != split:
             continue
-        t = dict(info["track"])
-        tracks.append(Track(**t))
+        tracks.append(Track(**info["track"]).resolved(root))
     return tracks
