@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfmusic.evaluation import separation as sep
+from tfmusic.evaluation import metrics, oracles, results, scoring
 
 SR = 44100
 
 
 @pytest.fixture(scope="module")
-def song() -> sep.TrackAudio:
+def song() -> scoring.TrackAudio:
     """2 s mono (BSS Eval cost grows with channels^3): a harmonic 'piano', a noisy 'drums' that is
     silent in its second half."""
     rng = np.random.default_rng(0)
@@ -23,27 +23,27 @@ def song() -> sep.TrackAudio:
     drums = 0.3 * rng.standard_normal((1, t.size)) * (np.sin(2 * np.pi * 4 * t) > 0)
     drums[:, SR:] = 0.0
     labels = {"drums": np.r_[np.ones(40), np.zeros(43)], "piano": np.ones(83)}
-    return sep.TrackAudio("song 1", (piano + drums).astype(np.float32),
+    return scoring.TrackAudio("song 1", (piano + drums).astype(np.float32),
                           {"piano": piano.astype(np.float32), "drums": drums.astype(np.float32)},
                           activity_labels=labels)
 
 
 @pytest.fixture(scope="module")
 def transforms():
-    return sep._stft_pair()
+    return oracles.stft_pair()
 
 
 def test_oracle_masks_bound_a_degraded_estimate(song, transforms):
     piano = song.references["piano"]
-    ibm = sep.oracle_estimate(song.mixture, piano, "ibm", transforms)
-    irm = sep.oracle_estimate(song.mixture, piano, "irm", transforms)
+    ibm = oracles.oracle_estimate(song.mixture, piano, "ibm", transforms)
+    irm = oracles.oracle_estimate(song.mixture, piano, "irm", transforms)
     assert ibm.shape == piano.shape and irm.shape == piano.shape
     rest = song.mixture - piano
     degraded = piano + 0.5 * rest  # half of the interference left in
-    s_ibm = sep.bss_eval_target(piano, ibm, rest)
-    s_irm = sep.bss_eval_target(piano, irm, rest)
-    s_bad = sep.bss_eval_target(piano, degraded, rest)
-    s_mix = sep.bss_eval_target(piano, sep.oracle_estimate(song.mixture, piano, "mix"), rest)
+    s_ibm = metrics.bss_eval_target(piano, ibm, rest)
+    s_irm = metrics.bss_eval_target(piano, irm, rest)
+    s_bad = metrics.bss_eval_target(piano, degraded, rest)
+    s_mix = metrics.bss_eval_target(piano, oracles.oracle_estimate(song.mixture, piano, "mix"), rest)
     med = {k: np.nanmedian(v["SDR"]) for k, v in
            {"ibm": s_ibm, "irm": s_irm, "bad": s_bad, "mix": s_mix}.items()}
     assert med["ibm"] > med["bad"] > med["mix"]
@@ -53,29 +53,29 @@ def test_oracle_masks_bound_a_degraded_estimate(song, transforms):
 def test_irm_of_a_lone_source_reconstructs_it(song, transforms):
     """With no interference the ratio mask is 1 and STFT->iSTFT must give the signal back."""
     piano = song.references["piano"]
-    est = sep.oracle_estimate(piano, piano, "irm", transforms)
+    est = oracles.oracle_estimate(piano, piano, "irm", transforms)
     assert np.max(np.abs(est - piano)) < 1e-3
 
 
 def test_evaluate_oracles_json_matches_museval_schema(song, transforms, tmp_path):
     import jsonschema
 
-    sep.museval_metrics()
+    metrics.museval_metrics()
     import museval
     from museval.aggregate import EvalStore, json2df
 
-    docs = sep.evaluate_oracles(song, ["piano", "drums"], ["ibm", "mix"], transforms=transforms)
+    docs = oracles.evaluate_oracles(song, ["piano", "drums"], ["ibm", "mix"], transforms=transforms)
     assert set(docs) == {"IBM", "input-SDR"}
     schema = json.loads((Path(museval.__file__).parent / "musdb.schema.json").read_text())
     for doc in docs.values():
-        path = sep.write_track_json(doc, tmp_path, "test")
+        path = Path(results.write_track_json(doc, tmp_path, "test"))
         assert path == tmp_path / doc["method"] / "test" / "song_1.json"
         loaded = json.loads(path.read_text())
         jsonschema.validate(loaded, schema)
         assert [t["name"] for t in loaded["targets"]] == ["piano", "drums"]
         frame = loaded["targets"][0]["frames"][1]
         assert frame["time"] == 1.0 and frame["duration"] == 1.0
-        assert set(frame["metrics"]) == set(sep.METRICS)
+        assert set(frame["metrics"]) == set(metrics.METRICS)
         assert len(json2df(loaded, "song_1")) == 2 * 2 * 4  # targets x frames x museval metrics
     # drums are silent in the second window: museval's NaN rule
     assert np.isnan(docs["IBM"]["targets"][1]["frames"][1]["metrics"]["SDR"])
@@ -83,7 +83,7 @@ def test_evaluate_oracles_json_matches_museval_schema(song, transforms, tmp_path
     store = EvalStore()
     store.add_eval_dir(tmp_path / "IBM")
     theirs = store.agg_frames_tracks_scores()
-    summary = sep.write_summary(tmp_path)
+    summary = results.write_summary(tmp_path)
     for target in ("piano", "drums"):
         assert summary["bss"]["IBM"][target]["SDR"] == pytest.approx(theirs[(target, "SDR")], abs=1e-4)
     assert summary["bss"]["IBM"]["piano"]["SDR"] > summary["bss"]["input-SDR"]["piano"]["SDR"]
@@ -94,10 +94,10 @@ def test_evaluate_oracles_json_matches_museval_schema(song, transforms, tmp_path
 
 def test_activity_is_scored_against_labels(song):
     probs = {"drums": np.r_[np.full(42, 0.9), np.full(41, 0.1)]}
-    doc = sep.evaluate_estimates(song, {}, method="IASS", activity=probs)
+    doc = scoring.evaluate_estimates(song, {}, method="IASS", activity=probs)
     act = doc["activity"]["drums"]
     assert act["recall"] == 1.0 and act["precision"] == pytest.approx(40 / 42)
     # the two silent frames predicted at 0.9 tie with all 40 active ones: 40 half-pairs lost
     assert act["auc"] == pytest.approx(1 - 2 * 40 * 0.5 / (40 * 43)) and len(act["probability"]) == 83
     with pytest.raises(ValueError, match="activity frames"):
-        sep.evaluate_estimates(song, {}, method="IASS", activity={"drums": np.zeros(60)})
+        scoring.evaluate_estimates(song, {}, method="IASS", activity={"drums": np.zeros(60)})

@@ -10,8 +10,7 @@ import pytest
 
 from tfmusic.audio.io import write_audio
 from tfmusic.data.stems.layouts import Track
-from tfmusic.evaluation import report
-from tfmusic.evaluation import separation as sep
+from tfmusic.evaluation import metrics, pipeline, report
 
 SR = 44100
 
@@ -39,8 +38,8 @@ def songs(tmp_path_factory) -> list[Track]:
 @pytest.fixture(scope="module")
 def evaluated(songs, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("eval")
-    config = sep.EvaluationConfig(oracles=["ibm", "mix"], targets=["bass", "drums"])
-    manifest = sep.evaluate_dataset(songs, config, out, "test", progress=False)
+    config = pipeline.EvaluationConfig(oracles=["ibm", "mix"], targets=["bass", "drums"])
+    manifest = pipeline.evaluate_dataset(songs, config, out, "test", progress=False)
     return out, manifest
 
 
@@ -60,8 +59,8 @@ def test_in_process_counts_files_and_summary(evaluated):
 
 def test_beam_path_matches_in_process(songs, evaluated, tmp_path):
     out, _ = evaluated
-    config = sep.EvaluationConfig(oracles=["mix"], targets=["bass"])
-    manifest = sep.evaluate_dataset(songs, config, tmp_path, "test", beam=True)
+    config = pipeline.EvaluationConfig(oracles=["mix"], targets=["bass"])
+    manifest = pipeline.evaluate_dataset(songs, config, tmp_path, "test", beam=True)
     assert manifest["counts"] == {"in": 3, "out": 2, "failed": 1}
     assert manifest["runner"] == "FnApiRunner"
     for song in ("song_a", "song_b"):
@@ -73,7 +72,7 @@ def test_beam_path_matches_in_process(songs, evaluated, tmp_path):
 def test_report_writes_markdown_and_figures(evaluated, tmp_path):
     out, _ = evaluated
     written = report.write_report(out, tmp_path)
-    names = {p.name for p in written}
+    names = {Path(p).name for p in written}
     assert {"report.md", "sdr_boxplot.png", "metrics_bars.png"} <= names
     text = (tmp_path / "report.md").read_text()
     assert "| bass | IBM |" in text and "Songs: 2 scored of 3 (1 failed)" in text
@@ -93,22 +92,22 @@ def test_claim_rows_and_activity_figure(tmp_path):
     with pytest.raises(ValueError, match="not among"):
         report.pick_baseline(["IASS"], "UMX")
     doc = {"method": "IASS", "track": "s", "activity": {"bass": {
-        **sep.activity_scores(np.linspace(0, 1, 50), np.r_[np.zeros(25), np.ones(25)]),
-        **sep.activity_curve(np.linspace(0, 1, 50), np.r_[np.zeros(25), np.ones(25)])}}}
+        **metrics.activity_scores(np.linspace(0, 1, 50), np.r_[np.zeros(25), np.ones(25)]),
+        **metrics.activity_curve(np.linspace(0, 1, 50), np.r_[np.zeros(25), np.ones(25)])}}}
     path = report.activity_figure(doc, tmp_path / "act.png")
-    assert path.stat().st_size > 5000
+    assert Path(path).stat().st_size > 5000
 
 
 def test_config_and_cli_errors(tmp_path, capsys):
     from tfmusic.cli.main import main
 
     with pytest.raises(ValueError, match="nothing to evaluate"):
-        sep.EvaluationConfig(oracles=["ibm"])
+        pipeline.EvaluationConfig(oracles=["ibm"])
     with pytest.raises(ValueError, match="unknown oracle"):
-        sep.EvaluationConfig(oracles=["wiener"], targets=["bass"])
+        pipeline.EvaluationConfig(oracles=["wiener"], targets=["bass"])
     with pytest.raises(FileNotFoundError):
-        sep.parse_method(f"iass={tmp_path / 'missing_run'}")
-    spec = sep.parse_method(f"IASS={tmp_path}")
+        pipeline.parse_method(f"iass={tmp_path / 'missing_run'}")
+    spec = pipeline.parse_method(f"IASS={tmp_path}")
     assert spec.name == "IASS" and spec.paths == (str(tmp_path),)
     assert main(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--targets", "bass",
                  "--direct_num_workers=2"]) == 2
@@ -127,8 +126,8 @@ def test_model_method_end_to_end(songs, tmp_path):
     model = IASS(nb_channels=1, max_bin=729, target="drums").build_for_frames()
     path = tmp_path / "iass_drums.keras"
     model.save(path)
-    config = sep.EvaluationConfig(methods=[sep.parse_method(str(path))], oracles=[])
-    manifest = sep.evaluate_dataset(songs[:1], config, tmp_path / "eval", "test", progress=False)
+    config = pipeline.EvaluationConfig(methods=[pipeline.parse_method(str(path))], oracles=[])
+    manifest = pipeline.evaluate_dataset(songs[:1], config, tmp_path / "eval", "test", progress=False)
     assert manifest["counts"] == {"in": 1, "out": 1, "failed": 0}
     assert manifest["methods"] == ["iass_drums"]
     doc = json.loads((tmp_path / "eval" / "iass_drums" / "test" / "song_a.json").read_text())

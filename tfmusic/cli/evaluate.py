@@ -22,6 +22,12 @@ examples:
   tfmusic evaluate --targets bass,drums --oracles ibm,irm,mix --data data/stems --out eval_oracles
   tfmusic evaluate --model runs/iass_bass --data data/stems --out eval --beam \\
       --direct_num_workers=2 --direct_running_mode=multi_processing
+  tfmusic evaluate --model iass=gs://BUCKET/runs/iass_bass --data gs://BUCKET/stems \\
+      --out gs://BUCKET/eval --beam --runner=DataflowRunner --project=P --region=R \\
+      --temp_location=gs://BUCKET/tmp --setup_file=./setup.py
+
+Result files are staged and renamed into place when every song is done; manifest.json is written
+last, so a killed run leaves no results a reader would trust.
 """
 
 
@@ -31,18 +37,21 @@ def _float_or_none(text: str) -> float | None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from tfmusic import storage
+    from tfmusic.beam_io import CountsError
     from tfmusic.data.stems.splits import tracks_for_split
-    from tfmusic.evaluation import separation as sep
+    from tfmusic.evaluation import pipeline
 
     extra = getattr(args, "extra_args", [])
     if extra and not args.beam:
         raise CliError(f"unrecognized arguments: {' '.join(extra)} (Beam flags need --beam)")
     try:
-        methods = [sep.parse_method(m) for m in args.model or []]
+        storage.check_path(args.out, what="--out")  # before any work: never a local folder named gs:
+        methods = [pipeline.parse_method(m) for m in args.model or []]
         oracles = [o.strip() for o in args.oracles.split(",") if o.strip()] if args.oracles else []
         targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
-        config = sep.EvaluationConfig(methods=methods, oracles=oracles, targets=targets, mode=args.mode,
-                                      win=args.win, hop=args.hop, max_seconds=args.max_seconds)
+        config = pipeline.EvaluationConfig(methods=methods, oracles=oracles, targets=targets, mode=args.mode,
+                                           win=args.win, hop=args.hop, max_seconds=args.max_seconds)
         tracks = tracks_for_split(args.data, args.split)
     except ValueError as err:
         raise CliError(str(err)) from err
@@ -51,14 +60,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not tracks:
         raise CliError(f"{args.data}: split {args.split!r} has no songs")
     try:
-        manifest = sep.evaluate_dataset(tracks, config, args.out, args.split, beam=args.beam,
-                                        beam_args=extra, progress=False if args.quiet else None)
-    except ValueError as err:
+        manifest = pipeline.evaluate_dataset(tracks, config, args.out, args.split, beam=args.beam,
+                                             beam_args=extra, progress=False if args.quiet else None)
+    except (ValueError, CountsError) as err:
         raise CliError(str(err)) from err
+    if manifest is None:  # the runner wrote a job template (--template_location) and ran nothing
+        print(json.dumps({"template": True, "out": str(args.out)}))
+        return 0
     counts = manifest["counts"]
     print(json.dumps({"counts": counts, "failed": manifest["failed"], "out": str(args.out)}, indent=1))
     if counts["out"]:
-        print((args.out / "summary.md").read_text())
+        print(pipeline.summary_text(args.out))
     return 0 if counts["failed"] == 0 else 1
 
 
@@ -75,8 +87,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from pathlib import Path
-
     ev = subparsers.add_parser(
         "evaluate", help="BSS Eval (museval v4 / mir_eval v3), SI-SDR, oracles and activity F1/AUC",
         description="Separate the held-out songs with each model and score them, with oracle "
@@ -85,9 +95,10 @@ def register(subparsers) -> None:
     ev.add_argument("--model", action="append", metavar="[NAME=]RUN[,RUN...]",
                     help="a method: .keras files or training run dirs (one per target), optionally named; "
                          "repeat for several methods")
-    ev.add_argument("--data", required=True, type=Path, help="preprocessed multitrack folder (tfmusic data preprocess)")
+    ev.add_argument("--data", required=True, help="preprocessed multitrack folder (tfmusic data preprocess; "
+                                                  "local or gs://...)")
     ev.add_argument("--split", default="test", choices=("train", "valid", "test"), help="songs to score (default test)")
-    ev.add_argument("--out", required=True, type=Path, help="results folder")
+    ev.add_argument("--out", required=True, help="results folder (local or gs://...)")
     ev.add_argument("--oracles", default="ibm,irm,mix",
                     help="comma list of ibm, irm, mix ('' for none; default ibm,irm,mix)")
     ev.add_argument("--targets", help="comma list of targets (default: those the models estimate; "
@@ -110,8 +121,8 @@ def register(subparsers) -> None:
         description="Writes report.md (SDR/SIR/SAR/ISR/SI-SDR table, per-song SDR, activity scores), "
                     "sdr_boxplot.png (per-instrument SDR over songs for every method), "
                     "metrics_bars.png and activity_<song>.png (predicted activity vs labels).")
-    rp.add_argument("--results", required=True, type=Path, help="folder written by `tfmusic evaluate`")
-    rp.add_argument("--out", required=True, type=Path, help="report folder")
+    rp.add_argument("--results", required=True, help="folder written by `tfmusic evaluate` (local or gs://...)")
+    rp.add_argument("--out", required=True, help="report folder (local or gs://...)")
     rp.add_argument("--track", help="song for the activity figure (default: the first with activity curves)")
     rp.add_argument("--baseline", default=None,
                     help="method the others are compared with in the per-instrument claim table "

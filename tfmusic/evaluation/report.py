@@ -1,25 +1,30 @@
-"""Separation report: markdown summary and the paper-style figures from `tfmusic evaluate` results.
+"""Separation report: report.md and the paper-style figures from `tfmusic evaluate` results.
 
 Why: the IASS paper compares IASS, Open-Unmix, oracle masks and the mixture per instrument with
 box plots of SDR over songs plus a SDR/SIR/SAR table, and shows predicted instrument activity
 against the labels for a song. This module draws those from the per-track JSON files alone, so a
 report can be rebuilt (or merged from several evaluation folders) without re-running museval.
+Tables and aggregation are :mod:`tfmusic.evaluation.results`' (the same as ``summary.md``); this
+module adds the claim table, per-song SDR and figures. Folders may be on object storage.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tfmusic.evaluation import separation as sep
+from tfmusic import storage
+from tfmusic.evaluation import results as res
+from tfmusic.evaluation.metrics import ACTIVITY_THRESHOLD, SAMPLE_RATE
 
 FIGURE_DPI = 110
 BAR_CLIP_DB = 60.0  # bars beyond +-60 dB are drawn clipped, with their value written on top
-HOP_SECONDS = 1024 / sep.SAMPLE_RATE
-FRAME_CENTER_SECONDS = 2048 / sep.SAMPLE_RATE  # center=False frame t covers [t*hop, t*hop + 4096)
+HOP_SECONDS = 1024 / SAMPLE_RATE  # the activity labels' framing (tfmusic.data.stems.activity)
+FRAME_CENTER_SECONDS = 2048 / SAMPLE_RATE  # center=False frame t covers [t*hop, t*hop + 4096)
 
 
 def _plt():
@@ -31,13 +36,22 @@ def _plt():
     return plt
 
 
+def _save(fig, path: str) -> str:
+    """Save a figure as PNG to ``path`` (local or object storage) and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=FIGURE_DPI, format="png")
+    _plt().close(fig)
+    storage.write_bytes(path, buf.getvalue())
+    return path
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def model_methods(summary: Mapping[str, Any]) -> list[str]:
-    oracle = set(sep.ORACLE_LABELS.values())
-    return [m for m in sep.method_order(summary["bss"]) if m not in oracle]
+    oracle = set(res.ORACLE_LABELS.values())
+    return [m for m in res.method_order(summary["bss"]) if m not in oracle]
 
 
 def pick_baseline(methods: Sequence[str], baseline: str | None = None) -> str | None:
@@ -92,11 +106,11 @@ def claim_markdown(summary: Mapping[str, Any], method: str, baseline: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def sdr_boxplot(summary: Mapping[str, Any], path: Path, metric: str = "SDR") -> Path:
+def sdr_boxplot(summary: Mapping[str, Any], path: str | os.PathLike, metric: str = "SDR") -> str:
     """Per-instrument box plots of per-song median ``metric``, one box per method."""
     plt = _plt()
     per_track = summary["per_track"]
-    methods = sep.method_order(per_track)
+    methods = res.method_order(per_track)
     targets = sorted({t for m in per_track.values() for t in m})
     if not targets:
         raise ValueError("no BSS Eval scores to plot (every target was skipped?)")
@@ -128,16 +142,15 @@ def sdr_boxplot(summary: Mapping[str, Any], path: Path, metric: str = "SDR") -> 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=FIGURE_DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, os.fspath(path))
 
 
-def metrics_bars(summary: Mapping[str, Any], path: Path, metrics: Sequence[str] = ("SDR", "SIR", "SAR")) -> Path:
+def metrics_bars(summary: Mapping[str, Any], path: str | os.PathLike,
+                 metrics: Sequence[str] = ("SDR", "SIR", "SAR")) -> str:
     """Grouped bars of the aggregate (median of medians) metrics per target and method."""
     plt = _plt()
     bss = summary["bss"]
-    methods = sep.method_order(bss)
+    methods = res.method_order(bss)
     targets = sorted({t for m in bss.values() for t in m})
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
     colors = plt.get_cmap("tab10")
@@ -157,12 +170,10 @@ def metrics_bars(summary: Mapping[str, Any], path: Path, metrics: Sequence[str] 
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=FIGURE_DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, os.fspath(path))
 
 
-def activity_figure(doc: Mapping[str, Any], path: Path) -> Path:
+def activity_figure(doc: Mapping[str, Any], path: str | os.PathLike) -> str:
     """Predicted activity probability vs. label confidence over time, one panel per target."""
     plt = _plt()
     activity = doc.get("activity") or {}
@@ -179,7 +190,7 @@ def activity_figure(doc: Mapping[str, Any], path: Path) -> Path:
         ax.plot(t, label, color="tab:green", lw=0.8, label="label confidence")
         ax.plot(t, prob, color="tab:blue", lw=1.2, label="predicted p(active)")
         ax.set_xlim(0, t[-1] + FRAME_CENTER_SECONDS if t.size else 1)
-        ax.axhline(sep.ACTIVITY_THRESHOLD, color="grey", ls="--", lw=0.6)
+        ax.axhline(ACTIVITY_THRESHOLD, color="grey", ls="--", lw=0.6)
         s = activity[target]
         ax.set_title(f"{target}: F1 {_fmt(s['f1'])}, ROC-AUC {_fmt(s['auc'])}", fontsize=9)
         ax.set_ylim(-0.05, 1.05)
@@ -187,14 +198,12 @@ def activity_figure(doc: Mapping[str, Any], path: Path) -> Path:
     axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle(f"{doc.get('method')}: instrument activity, {doc.get('track')}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=FIGURE_DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, os.fspath(path))
 
 
 def per_track_markdown(summary: Mapping[str, Any]) -> str:
     per_track = summary["per_track"]
-    methods = sep.method_order(per_track)
+    methods = res.method_order(per_track)
     lines = ["| target | song | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     targets = sorted({t for m in per_track.values() for t in m})
     for target in targets:
@@ -205,18 +214,17 @@ def per_track_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(results_dir: Path, out_dir: Path, track: str | None = None,
-                 baseline: str | None = None) -> list[Path]:
-    """Build report.md and figures from a results folder; returns the written paths."""
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
-    docs = sep.load_results(results_dir)
+def write_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike, track: str | None = None,
+                 baseline: str | None = None) -> list[str]:
+    """Build report.md, summary.json and figures from a results folder; returns the written paths."""
+    results_dir, out_dir = os.fspath(results_dir), os.fspath(out_dir)
+    docs = res.load_results(results_dir)
     if not docs:
         raise ValueError(f"{results_dir}: no per-track results (<method>/<split>/<track>.json) found")
-    summary = sep.aggregate(docs)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    manifest_path = results_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    summary = res.aggregate(docs)
+    storage.makedirs(out_dir)
+    manifest_path = storage.join(results_dir, res.MANIFEST)
+    manifest = json.loads(storage.read_text(manifest_path)) if storage.exists(manifest_path) else {}
 
     lines = ["# Separation evaluation report", ""]
     if manifest:
@@ -231,7 +239,7 @@ def write_report(results_dir: Path, out_dir: Path, track: str | None = None,
     lines += ["Scores are medians over 1 s frames per song, then medians over songs (museval convention); "
               "each target is scored against (target, rest = mixture - target). IBM/IRM are oracle "
               "masks (upper bounds) and input-SDR scores the mixture itself (the floor).", "",
-              "## BSS Eval", "", sep.markdown_table(summary)]
+              "## BSS Eval", "", res.markdown_table(summary)]
     models = model_methods(summary)
     base = pick_baseline(models, baseline)
     if base:
@@ -245,22 +253,23 @@ def write_report(results_dir: Path, out_dir: Path, track: str | None = None,
         for m, counts in sorted(summary["skipped"].items()):
             lines += [f"| {m} | {t} | {n} |" for t, n in sorted(counts.items())]
         lines.append("")
-    figures = []
+    figures: list[str] = []
     if summary["per_track"]:
-        figures.append(sdr_boxplot(summary, out_dir / "sdr_boxplot.png"))
-        figures.append(metrics_bars(summary, out_dir / "metrics_bars.png"))
+        figures.append(sdr_boxplot(summary, storage.join(out_dir, "sdr_boxplot.png")))
+        figures.append(metrics_bars(summary, storage.join(out_dir, "metrics_bars.png")))
     if summary["activity"]:
-        lines += ["## Activity detection (frames pooled over songs)", "", sep.activity_table(summary)]
+        lines += ["## Activity detection (frames pooled over songs)", "", res.activity_table(summary)]
         with_act = [d for d in docs if d.get("activity") and (track is None or d["track"] == track)]
         if track and not with_act:
             raise ValueError(f"song {track!r} has no activity curves in {results_dir}")
         if with_act:
             doc = sorted(with_act, key=lambda d: (d["track"], d["method"]))[0]
-            figures.append(activity_figure(doc, out_dir / f"activity_{sep.safe_name(doc['track'])}.png"))
+            name = f"activity_{res.safe_name(doc['track'])}.png"
+            figures.append(activity_figure(doc, storage.join(out_dir, name)))
     lines += ["## Per-song SDR", "", per_track_markdown(summary), "## Figures", ""]
-    lines += [f"![{p.stem}]({p.name})" for p in figures]
-    report_path = out_dir / "report.md"
-    report_path.write_text("\n".join(lines) + "\n")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=True))
-    written += [report_path, out_dir / "summary.json", *figures]
-    return written
+    lines += [f"![{os.path.splitext(storage.basename(p))[0]}]({storage.basename(p)})" for p in figures]
+    report_path = storage.join(out_dir, "report.md")
+    storage.write_atomic(report_path, "\n".join(lines) + "\n")
+    summary_path = storage.join(out_dir, res.SUMMARY_JSON)
+    storage.write_atomic(summary_path, res.summary_files(summary)[res.SUMMARY_JSON])
+    return [report_path, summary_path, *figures]

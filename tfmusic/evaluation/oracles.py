@@ -1,0 +1,90 @@
+"""Oracle baselines: ideal binary / ratio masks (upper bounds) and the mixture itself (the floor).
+
+Masks are applied through tfmusic's one STFT (:mod:`tfmusic.audio.stft`, imported lazily: the rest
+of this module is numpy) and scored by :func:`tfmusic.evaluation.scoring.evaluate_estimates`, the
+same code path as the models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from tfmusic.evaluation.metrics import SAMPLE_RATE, as_channels_first, fit_length, is_silent
+from tfmusic.evaluation.results import ORACLE_LABELS, ORACLES
+from tfmusic.evaluation.scoring import TrackAudio, evaluate_estimates
+
+__all__ = ["ORACLES", "ORACLE_LABELS", "evaluate_oracles", "oracle_estimate", "stft_pair"]
+
+
+def stft_pair(center: bool = True, n_fft: int | None = None, hop: int | None = None):
+    """tfmusic's STFT/iSTFT pair; the rfft method (same spectra, not ONNX-exportable) for speed.
+
+    ``n_fft``/``hop`` default to the STFT layer's own defaults (tfmusic's audio settings).
+    """
+    from tfmusic.audio.stft import ISTFT, STFT
+
+    kw: dict[str, Any] = {}
+    if n_fft is not None:
+        kw["n_fft"] = int(n_fft)
+    if hop is not None:
+        kw["hop_length"] = int(hop)
+    return STFT(center=center, method="fft", **kw), ISTFT(center=center, method="fft", **kw)
+
+
+def oracle_estimate(mixture: np.ndarray, reference: np.ndarray, kind: str,
+                    transforms: tuple[Callable, Callable] | None = None) -> np.ndarray:
+    """Oracle estimate of one target from its true reference (an upper bound or the floor).
+
+    ``ibm``: ideal binary mask, 1 where the target magnitude exceeds the rest's
+    (rest = mixture - target); ``irm``: ideal ratio mask |S|^2 / (|S|^2 + |R|^2) (the Wiener-like
+    power mask, SiSEC's "IRM2", the stronger of the two usual ratio masks); both applied to the
+    complex mixture STFT (``transforms``, default :func:`stft_pair`) and inverted. ``mix``: the
+    mixture itself (input-SDR). Shapes ``(channels, samples)``.
+    """
+    mixture = as_channels_first(mixture, "mixture").astype(np.float32)
+    reference = as_channels_first(reference, "reference").astype(np.float32)
+    if kind == "mix":
+        return mixture.copy()
+    if kind not in ("ibm", "irm"):
+        raise ValueError(f"unknown oracle {kind!r}; expected one of {ORACLES}")
+    if mixture.shape != reference.shape:
+        raise ValueError(f"oracle: mixture {mixture.shape} and reference {reference.shape} differ")
+    stft, istft = transforms or stft_pair()
+    re, im = stft(np.stack([mixture, reference]))
+    re, im = np.asarray(re), np.asarray(im)
+    mag_t = np.hypot(re[1], im[1])
+    mag_r = np.hypot(re[0] - re[1], im[0] - im[1])
+    if kind == "ibm":
+        mask = (mag_t > mag_r).astype(np.float32)
+    else:
+        pow_t, pow_r = np.square(mag_t), np.square(mag_r)
+        mask = (pow_t / np.maximum(pow_t + pow_r, 1e-20)).astype(np.float32)
+    out = istft(re[0:1] * mask[None], im[0:1] * mask[None], length=mixture.shape[-1])
+    return fit_length(np.asarray(out)[0], mixture.shape[-1])
+
+
+def evaluate_oracles(track: TrackAudio, targets: Iterable[str], oracles: Sequence[str], *,
+                     mode: str = "v4", win: float | None = 1.0, hop: float | None = None,
+                     sample_rate: int = SAMPLE_RATE,
+                     transforms: tuple[Callable, Callable] | None = None) -> dict[str, dict[str, Any]]:
+    """Per-track JSON for each oracle baseline (keys: ``ORACLE_LABELS`` values)."""
+    targets = list(targets)
+    out = {}
+    for kind in oracles:
+        if kind not in ORACLES:
+            raise ValueError(f"unknown oracle {kind!r}; expected some of {ORACLES}")
+        if kind != "mix" and transforms is None:
+            transforms = stft_pair()
+        estimates = {}
+        for target in targets:
+            ref = track.references.get(target)
+            if ref is None or is_silent(ref):
+                estimates[target] = np.zeros_like(track.mixture)  # skipped by evaluate_estimates
+                continue
+            estimates[target] = oracle_estimate(track.mixture, ref, kind, transforms)
+        out[ORACLE_LABELS[kind]] = evaluate_estimates(track, estimates, method=ORACLE_LABELS[kind],
+                                                      mode=mode, win=win, hop=hop,
+                                                      sample_rate=sample_rate)
+    return out
