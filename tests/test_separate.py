@@ -188,3 +188,33 @@ def test_chunked_separation_equals_unchunked():
     ref = full["vocals"].numpy()[0]
     assert np.abs(out["vocals"] - ref).max() <= 1e-4 * np.abs(ref).max()
     np.testing.assert_allclose(out["vocals_activity"], full["vocals_activity"].numpy()[0], atol=1e-5)
+
+
+def test_separate_waveform_uses_the_separators_own_stft_settings():
+    """A model built with n_fft 2048 / hop 512 is chunked on 512-sample hops with no flag."""
+    from tfmusic.audio.chunking import default_settings, graph_chunk_fn, separate_waveform, settings_of
+
+    keras.utils.set_random_seed(0)
+    sep = Separator({"vocals": IASS(n_fft=2048, hop_length=512, max_bin=729, median_frames=5)}, stft_method="fft")
+    assert (settings_of(sep).n_fft, settings_of(sep).hop) == (2048, 512)
+    fn = graph_chunk_fn(sep)
+    x = (0.1 * np.random.default_rng(3).standard_normal((2, 512 * 300))).astype(np.float32)
+    out = separate_waveform(x, fn, chunk_seconds=2.0, overlap_seconds=1.0)
+    full = {k: v.numpy()[0] for k, v in sep(x[None]).items()}
+    assert out["vocals"].shape == x.shape and out["vocals_activity"].shape == (1 + x.shape[1] // 512,)
+    assert np.abs(out["vocals"] - full["vocals"]).max() <= 1e-3 * np.abs(full["vocals"]).max()
+    # a plain function carries nothing: tfmusic's defaults; explicit settings win
+    defaults = default_settings()
+    assert (defaults.sample_rate, defaults.n_fft, defaults.hop) == (SR, 4096, 1024)
+    assert settings_of(lambda piece: {}) == defaults
+
+    def pointwise(piece):
+        return {"w": 2 * piece, "curve": np.ones(1 + piece.shape[1] // 100, np.float32)}
+
+    pointwise.sample_rate, pointwise.n_fft, pointwise.hop = 8000, 400, 100
+    y = np.random.default_rng(4).standard_normal((1, 8000 * 3 + 17)).astype(np.float32)
+    got = separate_waveform(y, pointwise, chunk_seconds=1.0, overlap_seconds=0.25)
+    np.testing.assert_allclose(got["w"], 2 * y, rtol=1e-5, atol=1e-6)
+    assert got["curve"].shape == (1 + y.shape[1] // 100,)
+    with pytest.raises(ValueError, match="at most half"):
+        separate_waveform(y, pointwise, chunk_seconds=1.0, overlap_seconds=0.6)

@@ -19,11 +19,22 @@ to the full chunk length (one input shape: graphs are traced once) and its outpu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["ChunkFn", "chunk_starts", "crossfade_window", "graph_chunk_fn", "separate_in_chunks"]
+from tfmusic.audio.settings import DEFAULT as DEFAULT_SETTINGS
+from tfmusic.audio.settings import HOP_LENGTH, AudioSettings
+
+__all__ = [
+    "ChunkFn", "GraphChunkFn", "SeparationSettings", "chunk_starts", "crossfade_window", "default_settings",
+    "graph_chunk_fn", "separate_in_chunks", "separate_waveform", "settings_of",
+]
+
+DEFAULT_CHUNK_SECONDS = 20.0
+DEFAULT_OVERLAP_SECONDS = 1.5
+MIN_CHUNK_SECONDS = 1.0  # >= 1 s: STFT reflect padding and IASS's 21-frame median filter
 
 ChunkFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 """Maps a chunk ``(C, L)`` float32 to named outputs (waveforms ``(C', L)`` or frame curves)."""
@@ -32,21 +43,101 @@ Sink = Callable[[str, np.ndarray], None]
 """Receives ``(name, finished waveform segment (C', n))`` in order, for streaming writes."""
 
 
-def graph_chunk_fn(model: Callable, *, reduce_retracing: bool = False) -> ChunkFn:
+SeparationSettings = AudioSettings  # what the chunk driver needs to know (one definition: audio.settings)
+
+
+def default_settings() -> AudioSettings:
+    """tfmusic's audio defaults (:mod:`tfmusic.audio.settings`)."""
+    return DEFAULT_SETTINGS
+
+
+def _lookup(source: Any, names: tuple[str, ...]) -> Any:
+    """First of ``names`` found on ``source`` as an attribute, or in its ``config`` mapping."""
+    for name in names:
+        value = getattr(source, name, None)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value)
+    config = getattr(source, "config", None)
+    if isinstance(config, Mapping):
+        for name in names:
+            if isinstance(config.get(name), (int, np.integer)):
+                return int(config[name])
+    return None
+
+
+def settings_of(source: Any = None) -> SeparationSettings:
+    """The settings ``source`` carries (a Separator, a model, a chunk function, a settings object),
+    each missing one taken from :func:`default_settings`.
+
+    Looked up as attributes (``sample_rate``, ``n_fft``, ``hop_length`` or ``hop``) or keys of a
+    ``config`` mapping, so a model that stores its STFT settings is separated with them, never
+    with a hard-coded 4096/1024.
+    """
+    if isinstance(source, SeparationSettings):
+        return source
+    base = default_settings()
+    if source is None:
+        return base
+    rate = _lookup(source, ("sample_rate",))
+    n_fft = _lookup(source, ("n_fft",))
+    hop = _lookup(source, ("hop_length", "hop"))
+    return AudioSettings(rate or base.sample_rate, n_fft or base.n_fft, hop or base.hop_length)
+
+
+class GraphChunkFn:
     """A :data:`ChunkFn` running a Keras separator (``(1, C, L)`` -> ``{name: (1, ...)}``) as a TF graph.
 
-    The TF graph boundary lives here, not in the model: one trace per ``(channels, chunk)`` shape.
-    TensorFlow is imported lazily so numpy-only users of this module never load it.
+    The TF graph boundary lives here, not in the model. One ``tf.function`` per channel count, so
+    the channel dimension stays static whatever order mono and stereo songs come in (a single
+    function with ``reduce_retracing`` generalizes it to ``None`` after a few shapes and the
+    separator refuses that); ``reduce_retracing`` then only generalizes the chunk length. A call
+    that fails drops its traced graph, so one bad input never leaves state behind for the next.
+    The model's settings (:func:`settings_of`) are exposed as ``sample_rate``/``n_fft``/``hop_length``
+    for :func:`separate_waveform`. TensorFlow is imported lazily.
     """
-    import tensorflow as tf
 
-    run = tf.function(lambda x: model(x, training=False), jit_compile=False, reduce_retracing=reduce_retracing)
+    def __init__(self, model: Callable, *, reduce_retracing: bool = False) -> None:
+        self.model = model
+        self.reduce_retracing = bool(reduce_retracing)
+        settings = settings_of(model)
+        self.sample_rate, self.n_fft, self.hop_length = settings.sample_rate, settings.n_fft, settings.hop_length
+        self._graphs: dict[int, Callable] = {}
 
-    def separate_chunk(chunk: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = run(tf.constant(chunk[None]))
-        return {name: value.numpy()[0] for name, value in outputs.items()}
+    def _graph(self, channels: int) -> Callable:
+        graph = self._graphs.get(channels)
+        if graph is None:
+            import tensorflow as tf
 
-    return separate_chunk
+            model = self.model
+            graph = tf.function(lambda x: model(x, training=False), jit_compile=False,
+                                reduce_retracing=self.reduce_retracing)
+            self._graphs[channels] = graph
+        return graph
+
+    def reset(self) -> None:
+        """Forget every traced graph (the next call traces afresh)."""
+        self._graphs.clear()
+
+    def __call__(self, chunk: np.ndarray) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if chunk.ndim != 2:
+            raise ValueError(f"expected a chunk shaped (channels, samples), got shape {chunk.shape}")
+        channels = int(chunk.shape[0])
+        try:
+            outputs = self._graph(channels)(tf.constant(chunk[None]))
+            if not isinstance(outputs, Mapping):
+                raise TypeError(f"the separator returned {type(outputs).__name__}, expected a dict of outputs")
+            return {name: value.numpy()[0] for name, value in outputs.items()}
+        except Exception:
+            self._graphs.pop(channels, None)
+            raise
+
+
+def graph_chunk_fn(model: Callable, *, reduce_retracing: bool = False) -> GraphChunkFn:
+    """A :class:`GraphChunkFn` for ``model`` (kept as the name callers use)."""
+    return GraphChunkFn(model, reduce_retracing=reduce_retracing)
 
 
 def chunk_starts(total: int, chunk: int, overlap: int, hop: int = 1) -> list[int]:
@@ -89,7 +180,7 @@ def separate_in_chunks(
     separate_chunk: ChunkFn,
     chunk_samples: int,
     overlap_samples: int,
-    frame_hop: int = 1024,
+    frame_hop: int = HOP_LENGTH,
     margin_samples: int | None = None,
     min_samples: int = 0,
     sink: Sink | None = None,
@@ -192,3 +283,42 @@ def separate_in_chunks(
     for name, parts in finished.items():
         result[name] = np.concatenate(parts, axis=-1)
     return result
+
+
+def separate_waveform(
+    waveform: np.ndarray,
+    separate_chunk: ChunkFn,
+    *,
+    settings: Any = None,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+    sink: Sink | None = None,
+    progress: bool = False,
+    description: str = "separating",
+) -> dict[str, np.ndarray]:
+    """Separate one waveform ``(C, S)`` in crossfaded chunks with the separator's own settings.
+
+    The one separation driver of tfmusic: ``tfmusic separate`` and ``tfmusic evaluate`` both call
+    it. ``settings`` (a :class:`SeparationSettings`, or anything :func:`settings_of` reads, such as
+    the Separator) defaults to what ``separate_chunk`` carries (a :class:`GraphChunkFn` carries its
+    model's), else tfmusic's defaults. Chunks are whole STFT hops, at least ``MIN_CHUNK_SECONDS``
+    (shorter audio is zero-padded and cropped back). Returns :func:`separate_in_chunks`' outputs:
+    waveforms ``(C', S)`` (streamed to ``sink`` instead when given) and frame curves over
+    ``center=True`` frames (``1 + S // hop``).
+    """
+    s = settings_of(separate_chunk if settings is None else settings)
+    if chunk_seconds <= 0 or overlap_seconds < 0:
+        raise ValueError(f"need chunk_seconds > 0 and overlap_seconds >= 0, got {chunk_seconds}, {overlap_seconds}")
+    if overlap_seconds > chunk_seconds / 2:
+        raise ValueError(f"overlap ({overlap_seconds} s) must be at most half of the chunk ({chunk_seconds} s)")
+    return separate_in_chunks(
+        waveform,
+        separate_chunk,
+        chunk_samples=int(round(chunk_seconds * s.sample_rate)),
+        overlap_samples=int(round(overlap_seconds * s.sample_rate)),
+        frame_hop=s.hop_length,
+        min_samples=max(s.n_fft, int(round(MIN_CHUNK_SECONDS * s.sample_rate))),
+        sink=sink,
+        progress=progress,
+        description=description,
+    )

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from tfmusic.audio.settings import HOP_LENGTH, N_FFT
+
 __all__ = ["num_frames"]
 
 
-def num_frames(samples: int, n_fft: int = 4096, hop: int = 1024, center: bool = False) -> int:
+def num_frames(samples: int, n_fft: int = N_FFT, hop: int = HOP_LENGTH, center: bool = False) -> int:
     """Number of STFT frames for ``samples`` samples (0 if the signal is shorter than one frame)."""
     if center:
         return 1 + samples // hop

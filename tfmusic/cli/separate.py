@@ -23,22 +23,21 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 44_100
-N_FFT = 4096
-HOP = 1024
-
 DESCRIPTION = """\
 Separate songs into stems with IASS and/or Open-Unmix models (one model per target).
 
 --model takes a training run directory (model.keras + config.json naming the target) or a .keras
 file (an IASS/OpenUnmix model that knows its target, or a saved Separator); repeat it per target.
-Input of any sample rate is resampled to 44.1 kHz; stems are written at 44.1 kHz as
-OUT/<song>/<target>.wav, with the song's channel count. IASS models also report per-frame activity
+Input of any sample rate is resampled to the models' rate (44.1 kHz); stems are written at that
+rate as OUT/<song>/<target>.wav, with the song's channel count. Songs whose file names collide
+(MUSDB's */mixture.wav) are named by their folder; existing stems are never replaced silently
+(--overwrite). IASS models also report per-frame activity
 (OUT/<song>/activity.csv; --plot draws it to activity.png).
 
 examples:
   tfmusic separate song.wav --model runs/iass_vocals --model runs/iass_drums --out separated
   tfmusic separate a.flac b.wav --model umx_vocals.keras --targets vocals --wiener-iterations 1 --out sep
+  tfmusic separate musdb/test/*/mixture.wav --model runs/umx_drums --out sep     # OUT/<track>/drums.wav
   tfmusic separate long_set.wav --model runs/iass_piano --chunk-seconds 20 --activity-threshold 0.4 --plot
 """
 
@@ -61,8 +60,6 @@ def _keras_backend(args: argparse.Namespace) -> tuple[ChunkFn, list[str]]:
             wiener_iterations=args.wiener_iterations,
             activity_threshold=args.activity_threshold,
             median_frames=args.median_frames,
-            n_fft=N_FFT,
-            hop_length=HOP,
             stft_method="fft",  # in process: FFT is ~20x faster than the exportable DFT basis
         )
     except ValueError as err:
@@ -123,171 +120,45 @@ CHUNK_BACKENDS.update(onnx=_onnx_backend, server=_server_backend)
 # --- end export/serving backends ---
 
 
-class _StemWriters:
-    """One streaming WAV writer per output, opened on first write (bounded memory for long songs)."""
-
-    def __init__(self, folder: Path, channels: int, subtype: str) -> None:
-        self.folder, self.channels, self.subtype = folder, channels, subtype
-        self.files: dict = {}
-
-    def __call__(self, name: str, segment: np.ndarray) -> None:
-        import soundfile as sf
-
-        from tfmusic.audio.io import AudioFileError
-
-        path = self.folder / f"{name}.wav"
-        if name not in self.files:
-            try:
-                self.files[name] = sf.SoundFile(str(path), "w", SAMPLE_RATE, self.channels, self.subtype)
-            except Exception as err:
-                raise AudioFileError(path, f"cannot write audio ({err})") from err
-        if not np.all(np.isfinite(segment)):
-            raise AudioFileError(path, "refusing to write NaN/Inf samples (model produced non-finite output)")
-        self.files[name].write(np.ascontiguousarray(segment.T))
-
-    def close(self) -> list[Path]:
-        paths = []
-        for name, handle in self.files.items():
-            handle.close()
-            paths.append(self.folder / f"{name}.wav")
-        self.files = {}
-        return paths
-
-
-class _FileWindow:
-    """``(channels, samples)`` view of a 44.1 kHz file that reads only the slice asked for.
-
-    Lets the chunk driver walk a long song without holding it in memory.
-    """
-
-    def __init__(self, path: str, channels: int, frames: int) -> None:
-        import soundfile as sf
-
-        self.path = path
-        self.shape = (channels, frames)
-        self._file = sf.SoundFile(path)
-
-    def __getitem__(self, index) -> np.ndarray:
-        from tfmusic.audio.io import AudioFileError
-
-        _, window = index
-        start, stop, _ = window.indices(self.shape[1])
-        self._file.seek(start)
-        data = self._file.read(stop - start, dtype="float32", always_2d=True)
-        if not np.all(np.isfinite(data)):
-            raise AudioFileError(self.path, f"NaN/Inf samples between {start / SAMPLE_RATE:.1f} s and {stop / SAMPLE_RATE:.1f} s")
-        return np.ascontiguousarray(data.T)
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _open_song(path: str):
-    """A 44.1 kHz file is read lazily chunk by chunk; other rates are read whole and resampled."""
-    from tfmusic.audio.io import AudioFileError, audio_info, read_audio
-
-    info = audio_info(path)
-    if info.channels > 2:
-        raise AudioFileError(path, f"{info.channels} channels; only mono and stereo are supported")
-    if info.sample_rate == SAMPLE_RATE:
-        try:
-            return _FileWindow(path, info.channels, info.frames)
-        except Exception as err:
-            raise AudioFileError(path, f"unreadable audio ({err})") from err
-    audio, _ = read_audio(path, SAMPLE_RATE)
-    return audio
-
-
-def _write_activity(folder: Path, curves: dict[str, np.ndarray], plot: bool, title: str) -> list[Path]:
-    """activity.csv (time + one column per target) and, with ``plot``, activity.png."""
-    if not curves:
-        return []
-    names = sorted(curves)
-    frames = len(curves[names[0]])
-    times = np.arange(frames) * HOP / SAMPLE_RATE
-    table = np.column_stack([times] + [curves[n] for n in names])
-    csv_path = folder / "activity.csv"
-    np.savetxt(csv_path, table, delimiter=",", fmt="%.4f", header="time_s," + ",".join(names), comments="")
-    written = [csv_path]
-    if plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(len(names), 1, figsize=(12, 1.6 * len(names) + 0.8), sharex=True, squeeze=False)
-        for ax, name in zip(axes[:, 0], names):
-            ax.fill_between(times, curves[name], step="mid", alpha=0.4)
-            ax.plot(times, curves[name], linewidth=0.8)
-            ax.set_ylim(0, 1.02)
-            ax.set_ylabel(name, rotation=0, ha="right", va="center")
-        axes[-1, 0].set_xlabel("time (s)")
-        fig.suptitle(f"instrument activity: {title}")
-        fig.tight_layout()
-        png_path = folder / "activity.png"
-        fig.savefig(png_path, dpi=100)
-        plt.close(fig)
-        written.append(png_path)
-    return written
-
-
 def run_separate(args: argparse.Namespace) -> int:
-    from tfmusic.audio.chunking import separate_in_chunks
+    from tfmusic.audio.chunking import settings_of
     from tfmusic.audio.io import AudioFileError
+    from tfmusic.audio.streams import existing_outputs, output_names, separate_file
     from tfmusic.cli.main import CliError
 
     if (args.chunk_seconds is not None and args.chunk_seconds <= 0) or args.overlap_seconds < 0:
         raise CliError("need --chunk-seconds > 0 and --overlap-seconds >= 0")
     if args.wiener_iterations < 0:
         raise CliError("--wiener-iterations must be >= 0")
-    stems = [Path(p).stem for p in args.inputs]
-    duplicates = sorted({s for s in stems if stems.count(s) > 1})
-    if duplicates:
-        raise CliError(f"several inputs share the name {', '.join(duplicates)}; their stems would overwrite each other")
+    chunk_seconds = args.chunk_seconds or (10.0 if args.wiener_iterations else 20.0)
+    if args.overlap_seconds > chunk_seconds / 2:
+        raise CliError("--overlap-seconds must be at most half of the chunk length")
     for path in args.inputs:
         if not Path(path).is_file():
             raise CliError(f"{path}: input file does not exist")
+    try:
+        names = output_names(args.inputs)
+    except ValueError as err:
+        raise CliError(str(err)) from None
     separate_chunk, targets = CHUNK_BACKENDS[args.backend](args)
-    progress = not args.quiet and sys.stderr.isatty()
     out_root = Path(args.out)
-    for path in args.inputs:
+    clash = existing_outputs(out_root, names, targets)
+    if clash and not args.overwrite:
+        raise CliError(f"{clash[0]} exists ({len(clash)} stem file(s) of an earlier run would be replaced); "
+                       f"use --overwrite or another --out")
+    settings = settings_of(separate_chunk)  # the model's own sample rate and STFT framing
+    progress = not args.quiet and sys.stderr.isatty()
+    for path, name in zip(args.inputs, names):
         try:
-            audio = _open_song(path)
+            written, seconds, activity = separate_file(
+                path, separate_chunk, out_root / name, settings, chunk_seconds=chunk_seconds,
+                overlap_seconds=args.overlap_seconds, subtype=args.subtype, plot=args.plot, progress=progress)
         except AudioFileError as err:
             raise CliError(str(err)) from err
-        channels, samples = audio.shape
-        chunk_seconds = args.chunk_seconds or (10.0 if args.wiener_iterations else 20.0)
-        if args.overlap_seconds > chunk_seconds / 2:
-            raise CliError("--overlap-seconds must be at most half of the chunk length")
-        folder = out_root / Path(path).stem
-        folder.mkdir(parents=True, exist_ok=True)
-        writers = _StemWriters(folder, channels, args.subtype)
-        try:
-            curves = separate_in_chunks(
-                audio,
-                separate_chunk,
-                chunk_samples=int(round(chunk_seconds * SAMPLE_RATE)),
-                overlap_samples=int(round(args.overlap_seconds * SAMPLE_RATE)),
-                frame_hop=HOP,
-                min_samples=SAMPLE_RATE,  # >= 1 s: STFT reflect padding and the 21-frame median filter
-                sink=writers,
-                progress=progress,
-                description=Path(path).name,
-            )
-        except AudioFileError as err:
-            raise CliError(str(err)) from err
-        finally:
-            written = writers.close()
-            if isinstance(audio, _FileWindow):
-                audio.close()
-        activity = {k[: -len("_activity")]: v for k, v in curves.items() if k.endswith("_activity")}
         if args.plot and not activity:
             log.warning("--plot: no activity curves (only IASS models predict activity)")
-        written += _write_activity(folder, activity, args.plot, Path(path).name)
         if not args.quiet:
-            seconds = samples / SAMPLE_RATE
             print(f"{path}: {seconds:.1f} s, {'+'.join(targets)} -> {', '.join(str(p) for p in written)}")
-        del audio
     return 0
 
 
@@ -328,6 +199,8 @@ def register(subparsers) -> None:
                         help="WAV sample format of the stems (default: %(default)s; PCM clips at +-1)")
     parser.add_argument("--backend", default="keras", choices=sorted(CHUNK_BACKENDS),
                         help="what runs each chunk (default: %(default)s, in-process Keras)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace stems an earlier run wrote into --out (default: refuse)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     # export/serving area: remote (TF Serving / `tfmusic serve`) and ONNX Runtime backends
     parser.add_argument("--server", action=_ServerAction, metavar="HOST:PORT",

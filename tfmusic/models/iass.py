@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmusic.audio.settings import HOP_LENGTH, N_FFT, SAMPLE_RATE, AudioSettings
 from tfmusic.models.layers import median_filter_time, prepare_statistics
 
 __all__ = ["IASS", "iass_frequency_sizes"]
@@ -166,15 +167,23 @@ class IASS(keras.Model):
     def __init__(
         self,
         nb_channels: int = 1,
-        n_bins: int = 2049,
+        n_bins: int | None = None,
         max_bin: int = 1487,
         apply_activity: bool = True,
         activity_threshold: float = 0.5,
         median_frames: int = 21,
         target: str | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        n_fft: int = N_FFT,
+        hop_length: int = HOP_LENGTH,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.settings = AudioSettings(int(sample_rate), int(n_fft), int(hop_length))
+        self.sample_rate, self.n_fft, self.hop_length = self.settings.sample_rate, self.settings.n_fft, self.settings.hop_length
+        n_bins = self.settings.n_bins if n_bins is None else int(n_bins)
+        if n_bins != self.settings.n_bins:
+            raise ValueError(f"n_bins={n_bins} does not match n_fft={n_fft} (expected {self.settings.n_bins})")
         if nb_channels < 1:
             raise ValueError(f"nb_channels must be >= 1, got {nb_channels}")
         if not 0 < max_bin <= n_bins:
@@ -242,6 +251,7 @@ class IASS(keras.Model):
             activity_threshold=self.activity_threshold,
             median_frames=self.median_frames,
             target=self.target,
+            **self.settings.as_dict(),
         )
         return config
 

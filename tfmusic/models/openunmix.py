@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmusic.audio.settings import HOP_LENGTH, N_FFT, SAMPLE_RATE, AudioSettings
 from tfmusic.models.layers import TorchLSTM, prepare_statistics
 
 __all__ = ["OpenUnmix"]
@@ -34,13 +35,21 @@ class OpenUnmix(keras.Model):
         nb_channels: int = 2,
         hidden_size: int = 512,
         nb_layers: int = 3,
-        n_bins: int = 2049,
+        n_bins: int | None = None,
         max_bin: int = 1487,
         unidirectional: bool = False,
         target: str | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        n_fft: int = N_FFT,
+        hop_length: int = HOP_LENGTH,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.settings = AudioSettings(int(sample_rate), int(n_fft), int(hop_length))
+        self.sample_rate, self.n_fft, self.hop_length = self.settings.sample_rate, self.settings.n_fft, self.settings.hop_length
+        n_bins = self.settings.n_bins if n_bins is None else int(n_bins)
+        if n_bins != self.settings.n_bins:
+            raise ValueError(f"n_bins={n_bins} does not match n_fft={n_fft} (expected {self.settings.n_bins})")
         if not 0 < max_bin <= n_bins:
             raise ValueError(f"need 0 < max_bin <= n_bins, got max_bin={max_bin}, n_bins={n_bins}")
         if nb_channels < 1 or nb_layers < 1 or hidden_size < 2 or (hidden_size % 2 and not unidirectional):
@@ -105,6 +114,7 @@ class OpenUnmix(keras.Model):
             max_bin=self.max_bin,
             unidirectional=self.unidirectional,
             target=self.target,
+            **self.settings.as_dict(),
         )
         return config
 

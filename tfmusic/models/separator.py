@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 import keras
 from keras import ops
 
+from tfmusic.audio.settings import AudioSettings, check_same, settings_of
 from tfmusic.audio.stft import ISTFT, STFT, Magnitude
 from tfmusic.models.files import load_keras_file
 from tfmusic.models.iass import IASS
@@ -85,8 +86,8 @@ class Separator(keras.Model):
     def __init__(
         self,
         targets: Mapping[str, keras.Model],
-        n_fft: int = 4096,
-        hop_length: int = 1024,
+        n_fft: int | None = None,
+        hop_length: int | None = None,
         wiener_iterations: int = 0,
         pad_mode: str = "reflect",
         stft_method: str = "dft",
@@ -104,7 +105,18 @@ class Separator(keras.Model):
                 raise ValueError(f"target name {name!r} clashes with the activity outputs")
         self.target_names = list(targets)
         self.target_models = [targets[name] for name in self.target_names]
-        self.n_fft, self.hop_length = int(n_fft), int(hop_length)
+        # The STFT every target was trained with (their configs carry it); they must agree.
+        carried = {name: settings_of(model) for name, model in targets.items()}
+        settings = next(iter(carried.values()))
+        for name, other in carried.items():
+            check_same(settings, other, f"target {name!r} vs target {self.target_names[0]!r}")
+        if n_fft is not None or hop_length is not None:
+            asked = AudioSettings(settings.sample_rate, int(n_fft or settings.n_fft),
+                                  int(hop_length or settings.hop_length))
+            check_same(settings, asked, "Separator(n_fft, hop_length) vs its models")
+        self.settings = settings
+        self.sample_rate = settings.sample_rate
+        self.n_fft, self.hop_length = settings.n_fft, settings.hop_length
         self.wiener_iterations = int(wiener_iterations)
         self.pad_mode, self.stft_method = pad_mode, stft_method
         self.stft = STFT(self.n_fft, self.hop_length, center=True, pad_mode=pad_mode, method=stft_method, name="stft")
@@ -210,8 +222,8 @@ def load_separator(
     wiener_iterations: int = 0,
     activity_threshold: float | None = None,
     median_frames: int | None = None,
-    n_fft: int = 4096,
-    hop_length: int = 1024,
+    n_fft: int | None = None,
+    hop_length: int | None = None,
     stft_method: str = "dft",
 ) -> Separator:
     """Build a :class:`Separator` from ``.keras`` files / run directories (or saved Separators).
@@ -220,7 +232,8 @@ def load_separator(
     ``targets``: if every model is unnamed and the counts match, names assigned in order; otherwise
     the subset to keep (each must be provided by some model). ``activity_threshold`` and
     ``median_frames`` override the IASS inference settings. ``stft_method="fft"`` for fast
-    in-process separation; keep "dft" for anything exported to ONNX.
+    in-process separation; keep "dft" for anything exported to ONNX. The STFT settings come from
+    the models' configs; ``n_fft``/``hop_length``, if given, must agree with them.
     """
     if not paths:
         raise ValueError("no model given")

@@ -173,6 +173,7 @@ def convert_openunmix_folder(folder: str | os.PathLike, targets: list[str] | Non
         model = OpenUnmix(nb_channels=int(args.get("nb_channels", conf.get("nb_channels", 2))),
                           hidden_size=int(args.get("hidden_size", 512)), nb_layers=int(args.get("nb_layers", 3)),
                           n_bins=int(conf["nfft"]) // 2 + 1, max_bin=int(state["input_mean"].shape[0]),
-                          unidirectional=bool(args.get("unidirectional", False)), target=target)
+                          unidirectional=bool(args.get("unidirectional", False)), target=target,
+                          n_fft=int(conf["nfft"]), hop_length=int(conf["nhop"]))
         models[target] = load_openunmix_state_dict(model, path)
-    return Separator(models, n_fft=int(conf["nfft"]), hop_length=int(conf["nhop"]))
+    return Separator(models)

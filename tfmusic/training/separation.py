@@ -32,14 +32,12 @@ import copy
 import dataclasses
 from typing import Any, Mapping
 
+from tfmusic.audio.settings import N_FFT, SAMPLE_RATE, AudioSettings
 from tfmusic.training.config import ConfigError, TrainerConfig, deep_merge, from_dict, to_dict
 from tfmusic.training.trainer import Task, loss_scale_optimizer, minimize, scale_loss
 
 MODELS = ("iass", "umx")
 DEFAULT_CHANNELS = {"iass": 1, "umx": 2}
-SAMPLE_RATE = 44100
-N_FFT = 4096
-HOP = 1024
 
 
 @dataclasses.dataclass
@@ -128,10 +126,11 @@ class SeparationTask(Task):
         from tfmusic.audio.stft import ISTFT, STFT, Magnitude
 
         cfg = self.config
-        self.stft = STFT(N_FFT, HOP, center=False, dtype="float32", name="train_stft")
+        settings = self.audio_settings()
+        self.stft = STFT(settings.n_fft, settings.hop_length, center=False, dtype="float32", name="train_stft")
         self.magnitude = Magnitude(dtype="float32", name="train_magnitude")
-        self.istft = ISTFT(N_FFT, HOP, center=False, dtype="float32", name="train_istft")
-        kwargs = dict(cfg.model_kwargs)
+        self.istft = ISTFT(settings.n_fft, settings.hop_length, center=False, dtype="float32", name="train_istft")
+        kwargs = {**cfg.model_kwargs, **settings.as_dict()}  # the model carries its audio settings
         if self.is_iass:
             from tfmusic.models.iass import IASS
 
@@ -145,6 +144,26 @@ class SeparationTask(Task):
                                            clipnorm=cfg.clipnorm)
         self.optimizer = loss_scale_optimizer(optimizer)
         self.optimizer.build(self.model.trainable_variables)
+
+    def audio_settings(self) -> AudioSettings:
+        """The dataset's sample rate and STFT framing (its activity labels are per frame of it); a
+        ``model_kwargs`` override that disagrees is refused rather than trained on misaligned labels."""
+        cfg = self.config
+        settings = AudioSettings()
+        if cfg.data_dir:
+            from tfmusic.data.stems.splits import read_manifest
+
+            manifest = read_manifest(cfg.data_dir)
+            settings = AudioSettings(int(manifest["config"]["sample_rate"]), int(manifest.get("n_fft", N_FFT)),
+                                     int(manifest.get("hop", settings.hop_length)))
+        asked = {k: cfg.model_kwargs[k] for k in ("sample_rate", "n_fft", "hop_length") if k in cfg.model_kwargs}
+        if asked:
+            wanted = AudioSettings(**{**settings.as_dict(), **{k: int(v) for k, v in asked.items()}})
+            if wanted != settings:
+                raise ConfigError(f"model_kwargs ask for {wanted.describe()} but the dataset {cfg.data_dir or '(none)'} "
+                                  f"is framed with {settings.describe()} (its activity labels are per STFT frame); "
+                                  f"preprocess the data with those settings or drop the override")
+        return settings
 
     def checkpoint_items(self) -> dict[str, Any]:
         return {"model": self.model, "optimizer": self.optimizer}
@@ -294,7 +313,7 @@ class SeparationTask(Task):
             self._summary_fn = tf.function(forward)
         mix_mag, mask, est, tgt_mag, logits = self._summary_fn(mixture, target)
         for name, wave in (("mixture", mixture), ("estimate", est), ("target", target)):
-            summaries.audio(f"audio/{name}", wave, sample_rate=SAMPLE_RATE)
+            summaries.audio(f"audio/{name}", wave, sample_rate=self.model.sample_rate)
         for name, mag in (("mixture", mix_mag), ("estimate", mix_mag * mask), ("target", tgt_mag)):
             summaries.spectrogram_image(f"spectrogram/{name}", mag)
         if self.is_iass:
