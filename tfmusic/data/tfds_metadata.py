@@ -106,19 +106,21 @@ def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
     return b"".join(part for parts in _frame_parts(records) for part in parts)
 
 
-def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes]) -> int:
-    """Stream ``records`` into ``path`` atomically (temp sibling + rename); returns the size in bytes."""
+def write_tfrecord(path: str | os.PathLike, records: Iterable[bytes], *, atomic: bool = True) -> int:
+    """Stream ``records`` into ``path``; returns the size in bytes. ``atomic``: through a temp sibling
+    and a rename (``False`` for files inside a job's staging folder, which a retry simply rewrites)."""
     from tfmusic import storage
 
     path = os.fspath(path)
-    tmp = storage.temp_sibling(path)
+    target = storage.temp_sibling(path) if atomic else path
     size = 0
-    with storage.open_write(tmp) as fh:
+    with storage.open_write(target) as fh:
         for parts in _frame_parts(records):
             for part in parts:
                 fh.write(part)
                 size += len(part)
-    storage.rename(tmp, path)
+    if atomic:
+        storage.rename(target, path)
     return size
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from tfmusic.audio.io import DEFAULT_SAMPLE_RATE, AudioFileError, audio_info, re
 from tfmusic.data.stems import activity, taxonomy
 from tfmusic.data.stems.layouts import Track, assemble, relative_path
 from tfmusic.data.stems.splits import MANIFEST
+from tfmusic.data.tfds_metadata import write_tfrecord
 
 log = logging.getLogger(__name__)
 
@@ -106,20 +107,6 @@ def _peak(audio: np.ndarray) -> float:
 
 def _reject(file: str, reason: str, song_id: str, kind: str) -> dict:
     return {"song_id": song_id, "kind": kind, "file": file, "reason": reason}
-
-
-def _write_records(path: str, records: Iterable[bytes]) -> int:
-    """Stream TFRecord-framed ``records`` into ``path`` (no temp file: parts live in staging, where a
-    retried song simply rewrites its part); returns the size in bytes."""
-    from tfmusic.data.tfds_metadata import _frame_parts  # (length+crc, record, crc): no copy of the record
-
-    size = 0
-    with storage.open_write(path) as fh:
-        for parts in _frame_parts(records):
-            for part in parts:
-                fh.write(part)
-                size += len(part)
-    return size
 
 
 def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_path: str,
@@ -246,7 +233,7 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
             yield schema.stems_example_bytes(scalars, _segment_bytes(mix_pcm, off, valid, seg), stem_bytes,
                                              act_bytes, taxonomy.INSTRUMENTS)
 
-    size = _write_records(part_path, records())
+    size = write_tfrecord(part_path, records(), atomic=False)  # parts live in staging
     summary.update(status="written", rejects=stem_rejects, stems_written=stems_written,
                    stems_rejected=stems_in - stems_written, segments=len(offsets), bytes=size,
                    seconds=samples / config.sample_rate, source_rate=rate, channels=n_ch, scale=scale,
