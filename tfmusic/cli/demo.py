@@ -56,7 +56,7 @@ def stages(out: Path) -> list[tuple[str, list[Command]]]:
             ["train", "umx", "--data", f"{o}/stems", "--target", "drums", "--run-dir", f"{o}/runs/umx-drums",
              *brief_training],
             lambda: ["separate", first_test_song(f"{o}/stems"), "--model", f"{o}/runs/iass-drums",
-                     "--out", f"{o}/separated", "--plot", "--quiet"],
+                     "--out", f"{o}/separated", "--plot", "--overwrite", "--quiet"],
         ]),
         ("evaluation", [
             ["evaluate", "--model", f"IASS={o}/runs/iass-drums", "--model", f"Open-Unmix={o}/runs/umx-drums",
@@ -80,9 +80,9 @@ def stages(out: Path) -> list[tuple[str, list[Command]]]:
             ["export", "onnx", "--saved-model", f"{o}/models/separator", "--out", f"{o}/onnx/separator.onnx"],
             lambda: ["serve", "--models", f"{o}/models", "--config", "serving/models.config", "--port", "0",
                      "--run", "separate", first_test_song(f"{o}/stems"), "--server", "{address}",
-                     "--out", f"{o}/separated_grpc", "--quiet"],
+                     "--out", f"{o}/separated_grpc", "--overwrite", "--quiet"],
             lambda: ["separate", first_test_song(f"{o}/stems"), "--backend", "onnx",
-                     "--model", f"{o}/onnx/separator.onnx", "--out", f"{o}/separated_onnx", "--quiet"],
+                     "--model", f"{o}/onnx/separator.onnx", "--out", f"{o}/separated_onnx", "--overwrite", "--quiet"],
         ]),
     ]
 
