@@ -48,7 +48,7 @@ class ToyTask(Task):
         ], name="toy")
         self.optimizer = loss_scale_optimizer(keras.optimizers.AdamW(self.learning_rate, weight_decay=1e-5))
         self.optimizer.build(self.model.trainable_variables)
-        # set by prepare() from the data: exercises Trainer.reduce_over_dataset on every strategy
+        # set by prepare() from the data: exercises TaskContext.reduce_over_dataset on every strategy
         self.input_mean = keras.Variable(np.zeros((self.features,), "float32"), trainable=False,
                                          name="input_mean")
 
@@ -62,7 +62,7 @@ class ToyTask(Task):
         ds = tf.data.Dataset.from_tensor_slices(x).batch(self.batch_size, drop_remainder=True)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        totals = self.trainer.reduce_over_dataset(
+        totals = self.context.reduce_over_dataset(
             ds.with_options(options),
             lambda b: {"s": tf.reduce_sum(b, axis=0), "n": tf.cast(tf.shape(b)[0], tf.float32)})
         self.input_mean.assign(totals["s"] / totals["n"])

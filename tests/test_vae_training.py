@@ -8,7 +8,7 @@ import pytest
 
 from tfmusic.data import dmelodies
 from tfmusic.training.config import TrainerConfig
-from tfmusic.training.trainer import Trainer
+from tfmusic.training.trainer import TaskContext, Trainer
 from tfmusic.training.vae import ArrayData, VAEConfig, VAETask, save_run_meta
 
 
@@ -63,10 +63,12 @@ def test_one_training_run_per_objective(tmp_path, model, objective):
 
 
 def _built_task(cfg, data, tmp_path):
+    """A task driven without a trainer: the context is all it needs."""
+    import tensorflow as tf
+
     task = VAETask(cfg, data)
-    trainer = Trainer(task, _trainer_config(), tmp_path / "run", progress=False)
-    task.trainer = trainer
-    with trainer.strategy.scope():
+    task.bind(TaskContext(strategy=tf.distribute.get_strategy(), batch_size=16, seed=0))
+    with task.context.strategy.scope():
         task.build()
     return task
 

@@ -186,11 +186,11 @@ class SeparationTask(Task):
     def _train_pipeline(self, augment: bool):
         from tfmusic.data.stems.dataset import make_dataset
 
-        cfg, tcfg = self.config, self.trainer.config
+        cfg, ctx = self.config, self.context
         return self._options(make_dataset(
-            cfg.data_dir, cfg.train_split, cfg.target, tcfg.batch_size,
+            cfg.data_dir, cfg.train_split, cfg.target, ctx.batch_size,
             segment_seconds=cfg.segment_seconds, channels=cfg.nb_channels, augment=augment,
-            seed=tcfg.seed, deterministic=tcfg.deterministic, samples_per_epoch=cfg.samples_per_epoch,
+            seed=ctx.seed, deterministic=ctx.deterministic, samples_per_epoch=cfg.samples_per_epoch,
         ))
 
     def train_dataset(self):
@@ -203,7 +203,7 @@ class SeparationTask(Task):
         if cfg.eval_split is None:
             return None
         return self._options(make_eval_dataset(
-            cfg.data_dir, cfg.eval_split, cfg.target, self.trainer.config.batch_size,
+            cfg.data_dir, cfg.eval_split, cfg.target, self.context.batch_size,
             segment_seconds=cfg.eval_segment_seconds or cfg.segment_seconds, channels=cfg.nb_channels,
         ))
 
@@ -224,13 +224,13 @@ class SeparationTask(Task):
             return {"s1": tf.reduce_sum(mag, axis=(0, 1, 2)), "s2": tf.reduce_sum(tf.square(mag), axis=(0, 1, 2)),
                     "n": tf.cast(tf.reduce_prod(tf.shape(mag)[:3]), tf.float32)}
 
-        totals = self.trainer.reduce_over_dataset(self._train_pipeline(augment=False), sums,
+        totals = self.context.reduce_over_dataset(self._train_pipeline(augment=False), sums,
                                                   max_batches=self.config.stats_batches,
                                                   desc="input statistics")
         n = float(totals["n"])
         mean = totals["s1"].astype(np.float64) / n
         var = np.maximum(totals["s2"].astype(np.float64) / n - mean**2, 0.0)
-        with self.trainer.strategy.scope():
+        with self.context.strategy.scope():
             self.model.set_input_statistics(mean, np.sqrt(var))
 
     # ------------------------------------------------------------------ steps

@@ -7,14 +7,17 @@ Task protocol (subclass :class:`Task`)
 --------------------------------------
 The trainer owns the loop, distribution, metric reduction, evaluation, checkpoints, resume,
 early stopping, reduce-on-plateau, TensorBoard, the progress bar and the run directory. A task
-owns its models, optimizers, datasets and losses:
+owns its models, optimizers, datasets and losses. The link is one way: the trainer hands the
+task a :class:`TaskContext` (global batch size, seed, determinism, strategy) and the task never
+sees the trainer, so a task can be built and stepped without one (tests, benchmarks).
 
+``bind(context)``
+    Called by the trainer first; stores the :class:`TaskContext` as ``self.context``.
 ``build()``
     Create models and optimizers. Called inside ``strategy.scope()`` after the mixed-precision
     policy is set. Build everything eagerly here (call each model once on a dummy input and
     ``optimizer.build(variables)``) so a checkpoint restores immediately. Wrap optimizers with
-    :func:`loss_scale_optimizer` so ``mixed_float16`` gets dynamic loss scaling. ``self.trainer``
-    is set before ``build()`` is called (strategy, config, replica count).
+    :func:`loss_scale_optimizer` so ``mixed_float16`` gets dynamic loss scaling.
 ``checkpoint_items() -> dict[str, trackable]``
     Everything whose state must survive a resume: models, optimizers (slots, iteration counts,
     loss scale), extra variables. The key ``"trainer"`` is reserved.
@@ -22,13 +25,13 @@ owns its models, optimizers, datasets and losses:
     Named optimizers; reduce-on-plateau scales all of their learning rates and TensorBoard logs
     them as ``lr/<name>``. Factor-VAE returns ``{"vae": ..., "discriminator": ...}``.
 ``train_dataset() -> tf.data.Dataset``
-    Batches of the GLOBAL batch size (``trainer.config.batch_size``), deterministic for a given
-    seed (resume replays it with ``Dataset.skip(step)``). The trainer repeats it forever.
+    Batches of the GLOBAL batch size (``context.batch_size``), deterministic for
+    ``context.seed`` (resume replays it with ``Dataset.skip(step)``). The trainer repeats it forever.
 ``eval_dataset() -> tf.data.Dataset | None``
     Optional finite evaluation batches (partial batches are dropped; ``eval_steps`` caps it).
 ``prepare()``
     Optional, fresh runs only (not on resume): e.g. input statistics. Use
-    :meth:`Trainer.reduce_over_dataset` to compute them identically on every worker.
+    :meth:`TaskContext.reduce_over_dataset` to compute them identically on every worker.
 ``train_step(batch) -> dict[str, Tensor]``
     Runs per replica inside ``strategy.run`` (graph mode): forward pass, loss scaled for the
     GLOBAL batch (:func:`scale_loss`), gradients, ``optimizer.apply`` - with one or several
@@ -53,22 +56,78 @@ owns its models, optimizers, datasets and losses:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+import dataclasses
+from typing import Any, Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from tfmusic.training import telemetry
 
-if TYPE_CHECKING:
-    from tfmusic.training.trainer import Trainer
+
+@dataclasses.dataclass(frozen=True)
+class TaskContext:
+    """What a task may know about the run it is trained in, passed by the trainer (never the trainer
+    itself, so the dependency points one way and a task can be driven without a trainer)."""
+
+    strategy: tf.distribute.Strategy
+    batch_size: int  # GLOBAL batch size (all replicas and workers)
+    seed: int = 0
+    deterministic: bool = False
+    progress: bool = False  # show progress bars (chief, on a terminal, not --quiet)
+
+    @property
+    def num_replicas(self) -> int:
+        return int(self.strategy.num_replicas_in_sync)
+
+    @property
+    def per_replica_batch_size(self) -> int:
+        return self.batch_size // self.num_replicas
+
+    def distribute(self, dataset: tf.data.Dataset) -> Any:
+        """The distributed form of a dataset of global batches."""
+        return self.strategy.experimental_distribute_dataset(dataset)
+
+    def reduce_over_dataset(self, dataset: tf.data.Dataset, fn: Callable[[Any], dict[str, tf.Tensor]],
+                            max_batches: int | None = None, desc: str = "statistics") -> dict[str, np.ndarray]:
+        """Sum ``fn(batch)`` (a dict of tensors, per replica) over replicas, workers and batches.
+
+        Every worker gets identical totals, which is what input statistics need.
+        """
+        if max_batches is not None:
+            dataset = dataset.take(max_batches)
+        dataset = dataset.rebatch(self.batch_size, drop_remainder=True)
+        strategy = self.strategy
+
+        @tf.function
+        def step(batch):
+            out = strategy.run(fn, args=(batch,))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
+
+        totals: dict[str, np.ndarray] = {}
+        bar = tqdm(desc=desc, total=max_batches, unit="batch", disable=not self.progress, leave=False)
+        for batch in self.distribute(dataset):
+            for key, value in step(batch).items():
+                value = value.numpy()
+                totals[key] = totals[key] + value if key in totals else value
+            bar.update(1)
+        bar.close()
+        if not totals:
+            raise ValueError(f"{desc}: the dataset yielded no full batch of {self.batch_size}")
+        return totals
 
 
 class Task:
     """Base class of everything the trainer can train (see the module docstring)."""
 
     name: str = "task"
-    trainer: Trainer
+    context: TaskContext
+
+    def bind(self, context: TaskContext) -> None:
+        """Receive the run's context before ``build()`` (the task's only view of the run)."""
+        self.context = context
 
     def build(self) -> None:
         raise NotImplementedError
@@ -138,4 +197,4 @@ def minimize(optimizer: keras.optimizers.Optimizer, loss_fn: Callable[[], Any],
 
 
 
-__all__ = ["Task", "scale_loss", "loss_scale_optimizer", "minimize"]
+__all__ = ["Task", "TaskContext", "scale_loss", "loss_scale_optimizer", "minimize"]

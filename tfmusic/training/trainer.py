@@ -54,7 +54,7 @@ from tfmusic.training.plateau import EarlyStopping, ReduceOnPlateau
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
 from tfmusic.training import telemetry
 from tfmusic.training.summaries import SummaryWriters
-from tfmusic.training.task import Task, loss_scale_optimizer, minimize, scale_loss
+from tfmusic.training.task import Task, TaskContext, loss_scale_optimizer, minimize, scale_loss
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,10 @@ class Trainer:
             raise ValueError(
                 f"batch_size {config.batch_size} is not divisible by the {self.num_replicas} replicas"
             )
+        # all a task learns about the run (Task.bind): the task never holds the trainer
+        self.context = TaskContext(strategy=self.strategy, batch_size=config.batch_size, seed=config.seed,
+                                   deterministic=config.deterministic, progress=not self._bar_disabled())
 
-    # ----------------------------------------------------------------- helpers for tasks
     @property
     def num_replicas(self) -> int:
         return int(self.strategy.num_replicas_in_sync)
@@ -107,42 +109,6 @@ class Trainer:
     @property
     def num_workers(self) -> int:
         return num_workers(self.strategy)
-
-    @property
-    def per_replica_batch_size(self) -> int:
-        return self.config.batch_size // self.num_replicas
-
-    def distribute(self, dataset: tf.data.Dataset):
-        """The distributed form of a dataset of global batches."""
-        return self.strategy.experimental_distribute_dataset(dataset)
-
-    def reduce_over_dataset(self, dataset: tf.data.Dataset, fn: Callable[[Any], dict[str, tf.Tensor]],
-                            max_batches: int | None = None, desc: str = "statistics") -> dict[str, np.ndarray]:
-        """Sum ``fn(batch)`` (a dict of tensors, per replica) over replicas, workers and batches.
-
-        Every worker gets identical totals, which is what input statistics need.
-        """
-        if max_batches is not None:
-            dataset = dataset.take(max_batches)
-        dataset = dataset.rebatch(self.config.batch_size, drop_remainder=True)
-        strategy = self.strategy
-
-        @tf.function
-        def step(batch):
-            out = strategy.run(fn, args=(batch,))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
-
-        totals: dict[str, np.ndarray] = {}
-        bar = tqdm(desc=desc, total=max_batches, unit="batch", disable=self._bar_disabled(), leave=False)
-        for batch in self.distribute(dataset):
-            for key, value in step(batch).items():
-                value = value.numpy()
-                totals[key] = totals[key] + value if key in totals else value
-            bar.update(1)
-        bar.close()
-        if not totals:
-            raise ValueError(f"{desc}: the dataset yielded no full batch of {self.config.batch_size}")
-        return totals
 
     def _bar_disabled(self) -> bool:
         return not (self.progress and self.chief and sys.stderr.isatty())
@@ -180,7 +146,7 @@ class Trainer:
         if cfg.deterministic:
             tf.config.experimental.enable_op_determinism()
 
-        task.trainer = self
+        task.bind(self.context)
         with strategy.scope():
             task.build()
         log.info("task %s built (%d replica(s), %d worker(s))", task.name, self.num_replicas, self.num_workers)
@@ -232,7 +198,7 @@ class Trainer:
         train_ds = task.train_dataset().repeat()
         if start:
             train_ds = train_ds.skip(start)
-        iterator = iter(self.distribute(train_ds))
+        iterator = iter(self.context.distribute(train_ds))
 
         def replica_train_step(batch):
             with telemetry.collect_gradient_norms(cfg.grad_norm) as norms:
@@ -360,7 +326,7 @@ class Trainer:
         count = 0
         bar = tqdm(desc="eval", total=self.config.eval_steps, unit="batch", leave=False,
                    disable=self._bar_disabled())
-        for batch in self.distribute(dataset):
+        for batch in self.context.distribute(dataset):
             for key, value in self._eval_fn(batch).items():
                 totals[key] += float(value)
             count += 1
@@ -451,6 +417,6 @@ def run_task(task: Task, config: TrainerConfig, run_dir: str | Path, **kwargs: A
 
 
 __all__ = [
-    "Task", "Trainer", "TrainResult", "minimize", "scale_loss", "loss_scale_optimizer", "run_task",
+    "Task", "TaskContext", "Trainer", "TrainResult", "minimize", "scale_loss", "loss_scale_optimizer", "run_task",
 ]
 

@@ -241,7 +241,7 @@ class VAETask(Task):
     def build(self) -> None:
         cfg = self.cfg
         if self.steps_per_epoch is None:
-            self.steps_per_epoch = max(1, math.ceil(self.data.num_examples("train") / self.trainer.config.batch_size))
+            self.steps_per_epoch = max(1, math.ceil(self.data.num_examples("train") / self.context.batch_size))
         disc = FactorDiscriminator(name="discriminator") if cfg.objective == "factor" else None
         self.vae, self.objective = build_model_and_objective(cfg, self.data, self.steps_per_epoch, disc)
         x = dummy_input(cfg.model)
@@ -277,10 +277,10 @@ class VAETask(Task):
 
     # -- data
     def train_dataset(self) -> tf.data.Dataset:
-        return self.data.dataset("train", self.trainer.config.batch_size, shuffle=True, seed=self.trainer.config.seed)
+        return self.data.dataset("train", self.context.batch_size, shuffle=True, seed=self.context.seed)
 
     def eval_dataset(self) -> tf.data.Dataset | None:
-        return self.data.dataset(EVAL_SPLITS[self.family][0], self.trainer.config.batch_size)
+        return self.data.dataset(EVAL_SPLITS[self.family][0], self.context.batch_size)
 
     # -- steps
     def _forward(self, x, attrs, step, training: bool, force=None):
@@ -302,7 +302,7 @@ class VAETask(Task):
     def train_step(self, batch):
         x, attrs = batch
         step = self.optimizer.iterations
-        replicas = float(self.trainer.num_replicas)
+        replicas = float(self.context.num_replicas)
         force = None
         if self.autoregressive:
             force = keras.random.uniform((), seed=self.coin) < self.cfg.teacher_forcing
@@ -329,7 +329,7 @@ class VAETask(Task):
 
     def discriminator_update(self, z_joint, z_other) -> dict:
         """One Factor-VAE discriminator step with its own optimizer; codes are constants (no VAE grads)."""
-        replicas = float(self.trainer.num_replicas)
+        replicas = float(self.context.num_replicas)
 
         def disc_loss():
             loss, dlogs = self.objective.factor.discriminator_loss(z_joint, z_other, seed=self.perm_seed)
