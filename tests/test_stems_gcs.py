@@ -70,17 +70,18 @@ def test_preprocess_on_gcs_equals_local(runs):
     assert str(runs["local_out"].parent) not in text.replace(lm["input"], "")
     track = lm["songs"]["Synth_s3_0000"]["track"]
     assert track["path"] == "Synth_s3_0000" and track["mixture"] == "Synth_s3_0000/Synth_s3_0000_MIX.wav"
-    assert lm["counts"]["songs"] == {"in": 2, "written": 2, "rejected": 0}
+    assert lm["counts"]["songs"] == {"in": 2, "written": 1, "rejected": 1}  # the song with the corrupt stem
 
 
 def test_unreadable_file_on_gcs_is_a_clear_per_file_reject(runs):
     _, remote = runs["prep"]
     rejects = [json.loads(line) for line in remote["rejects.jsonl"].decode().splitlines()]
-    assert rejects == [{"file": BAD_STEM, "kind": "stem", "song_id": "Synth_s3_0000",
-                        "reason": "unreadable audio (Error in WAV file. No 'data' chunk marker.)"}]
+    # An unusable stem rejects its whole song (the mixture still holds that instrument); the line names the stem.
+    assert rejects == [{"file": BAD_STEM, "kind": "song", "song_id": "Synth_s3_0000",
+                        "reason": "unusable stem: unreadable audio (Error in WAV file. No 'data' chunk marker.)"}]
     manifest = json.loads(remote["manifest.json"])
-    assert manifest["counts"]["stems"]["rejected"] == 1
-    assert manifest["counts"]["reject_reasons"] == {"unreadable audio": 1}
+    assert manifest["counts"]["songs"]["rejected"] == 1
+    assert manifest["counts"]["reject_reasons"] == {"unusable stem: unreadable audio": 1}
 
 
 def test_held_out_tracks_load_from_gcs(runs):

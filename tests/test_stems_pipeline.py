@@ -104,15 +104,17 @@ def prepared(tmp_path_factory):
 def test_counts_add_up_and_every_reject_is_reported(prepared):
     _, out, manifest = prepared
     c = manifest["counts"]
-    assert c["songs"] == {"in": 14, "written": 10, "rejected": 4}
-    assert c["stems"]["in"] == c["stems"]["written"] + c["stems"]["rejected"]
+    assert c["songs"] == {"in": 14, "written": 8, "rejected": 6}
+    assert c["stems"]["in"] == c["stems"]["written"] + c["stems"]["silent"] + c["stems"]["rejected"]
+    assert c["stems"]["silent"] == 1  # SilentStem's piano: an absent instrument, not an error
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     by_song = {}
     for r in rejects:
         by_song.setdefault(r["song_id"], []).append(r)
     expect = {
-        "SilentStem": ("stem", "silent stem"), "MissingStem": ("stem", "missing stem file"),
-        "NanStem": ("stem", "NaN/Inf"), "CorruptStem": ("stem", "unreadable audio"),
+        "MissingStem": ("stem", "missing stem file"),
+        # an unusable stem rejects the whole song: its mixture still holds that instrument
+        "NanStem": ("song", "NaN/Inf"), "CorruptStem": ("song", "unreadable audio"),
         "UnknownLabel": ("stem", "unknown instrument label 'laser harp'"),
         "RateMismatch": ("song", "sample rate mismatch"), "LengthMismatch": ("song", "length mismatch"),
         "CorruptMix": ("song", "mixture: unreadable audio"), "ChannelMismatch": ("song", "channel count mismatch"),
@@ -123,9 +125,12 @@ def test_counts_add_up_and_every_reject_is_reported(prepared):
         assert r["file"]
     assert [r["file"] for r in by_song["NanStem"]][0].endswith("NanStem_STEM_04.wav")
     assert sum(r["kind"] == "song" for r in rejects) == c["songs"]["rejected"]
-    written_stems = sum(1 for s in manifest["songs"].values() if s["status"] == "written")
-    assert written_stems == 10
+    written_songs = sum(1 for s in manifest["songs"].values() if s["status"] == "written")
+    assert written_songs == 8 and "SilentStem" not in by_song
     assert manifest["songs"]["SilentStem"]["instruments"] == ["bass", "drums", "vocals"]
+    assert manifest["songs"]["SilentStem"]["silent_stems"][0].endswith("SilentStem_STEM_04.wav")
+    assert manifest["songs"]["NanStem"]["status"] == manifest["songs"]["CorruptStem"]["status"] == "rejected"
+    assert manifest["songs"]["LowRate"]["source_sample_rate"] == 22050
 
 
 def test_splits_are_song_level_and_seeded(prepared):
@@ -139,7 +144,7 @@ def test_splits_are_song_level_and_seeded(prepared):
                                     if s["split"] == split and s["status"] == "written")
         for f in info["files"]:
             assert (out / f).is_file()
-    assert total == manifest["counts"]["segments"] == 10 * len(segment_offsets(int(SECONDS * SR),
+    assert total == manifest["counts"]["segments"] == 8 * len(segment_offsets(int(SECONDS * SR),
                                                                                 PreprocessConfig(segment_seconds=2.0)))
     vocals = manifest["splits"]["train"]["instruments"]["vocals"]
     assert 0 < vocals["active_seconds"] < vocals["seconds"]  # sings only in the second half
@@ -277,7 +282,7 @@ def test_cli_inspect_and_errors(prepared, capsys, tmp_path):
     _, out, _ = prepared
     assert main(["data", "inspect", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "songs  in 14 = written 10 + rejected 4" in text and "train" in text
+    assert "songs  in 14 = written 8 + rejected 6" in text and "train" in text
     assert main(["data", "inspect", str(tmp_path)]) == 2
     assert "manifest" in capsys.readouterr().err
     assert main(["data", "preprocess", "--input", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2

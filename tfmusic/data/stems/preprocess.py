@@ -291,7 +291,8 @@ def build_manifest(summaries: list[dict], shards: dict, config: PreprocessConfig
         songs[s["song_id"]] = {"split": s["split"], "status": s["status"], "layout": s["layout"],
                                "segments": s.get("segments", 0), "seconds": round(s.get("seconds", 0.0), 3),
                                "instruments": sorted(s.get("instruments", {})),
-                               "reason": s.get("reason"), "track": s["track"]}
+                               "reason": s.get("reason"), "track": s["track"],
+                               "source_sample_rate": s.get("source_rate"), "silent_stems": s.get("silent_stems", [])}
     reasons = Counter(r["reason"].split(" (")[0] for s in summaries for r in s.get("rejects", []))
     unknown = Counter(label for s in summaries for label in s.get("unknown_labels", []))
     written = [s for s in summaries if s["status"] == "written"]
@@ -299,13 +300,15 @@ def build_manifest(summaries: list[dict], shards: dict, config: PreprocessConfig
         "songs": {"in": len(summaries), "written": len(written), "rejected": len(summaries) - len(written)},
         "stems": {"in": sum(s["stems_in"] for s in summaries),
                   "written": sum(s["stems_written"] for s in summaries),
+                  "silent": sum(s.get("stems_silent", 0) for s in summaries),  # absent instruments, not errors
                   "rejected": sum(s["stems_rejected"] for s in summaries)},
         "segments": sum(s.get("segments", 0) for s in summaries),
         "reject_reasons": dict(sorted(reasons.items())),
     }
     for what in ("songs", "stems"):
         c = counts[what]
-        beam_io.check_counts({"in": c["in"], "out": c["written"], "rejected": c["rejected"]}, f"preprocess {what}")
+        beam_io.check_counts({"in": c["in"], "out": c["written"] + c.get("silent", 0), "rejected": c["rejected"]},
+                             f"preprocess {what}")
     if sum(sh["bytes"] for entries in shards.values() for sh in entries) != sum(s["bytes"] for s in written):
         raise beam_io.CountsError(f"preprocess: the shards do not hold the {len(written)} written songs' bytes")
     return {

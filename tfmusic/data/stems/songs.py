@@ -154,7 +154,8 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
             infos[f] = audio_info(f)
             kept.append((inst, f))
         except AudioFileError as err:
-            stem_rejects.append(_reject(rel(f), err.problem, sid, "stem"))
+            # The mixture still holds this instrument: no part of the song is safe to train or score on.
+            return reject_song(f, f"unusable stem: {err.problem}")
     if not kept:
         return reject_song(track.path, "no usable stems")
     files = ([track.mixture] if track.mixture else []) + [f for _, f in kept]
@@ -184,20 +185,19 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
         except AudioFileError as err:
             return reject_song(track.mixture, f"mixture: {err.problem}")
     raw: dict[str, list[np.ndarray]] = {}
-    stems_written = 0
+    stems_written, silent = 0, []
     for inst, f in kept:
         try:
             audio = read_audio(f, config.sample_rate)[0]
-        except AudioFileError as err:
-            stem_rejects.append(_reject(rel(f), err.problem, sid, "stem"))
-            continue
-        if _peak(audio) < SILENCE_PEAK:
-            stem_rejects.append(_reject(rel(f), f"silent stem (peak below {SILENCE_PEAK:g})", sid, "stem"))
+        except AudioFileError as err:  # NaN/Inf, truncated data: the mixture still holds it -> whole song
+            return reject_song(f, f"unusable stem: {err.problem}")
+        if _peak(audio) < SILENCE_PEAK:  # e.g. an instrumental's vocals.wav: the instrument is absent
+            silent.append(rel(f))
             continue
         raw.setdefault(inst, []).append(audio)
         stems_written += 1
     if not raw:
-        return reject_song(track.path, "no usable stems")
+        return reject_song(track.path, "no usable stems (every stem is silent)")
     mix, stems = assemble(raw, mix)
     samples = mix.shape[1]
     peak = max([_peak(mix)] + [_peak(a) for a in stems.values()])
@@ -234,8 +234,9 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
                                              act_bytes, taxonomy.INSTRUMENTS)
 
     size = write_tfrecord(part_path, records(), atomic=False)  # parts live in staging
-    summary.update(status="written", rejects=stem_rejects, stems_written=stems_written,
-                   stems_rejected=stems_in - stems_written, segments=len(offsets), bytes=size,
+    summary.update(status="written", rejects=stem_rejects, stems_written=stems_written, stems_silent=len(silent),
+                   silent_stems=silent, stems_rejected=stems_in - stems_written - len(silent),
+                   segments=len(offsets), bytes=size,
                    seconds=samples / config.sample_rate, source_rate=rate, channels=n_ch, scale=scale,
                    instruments=inst_stats, part=part_path)
     return summary
