@@ -10,7 +10,7 @@ Tasks (subclasses of :class:`~tfmusic.training.task.Task`; that module documents
 protocol) own their models, optimizers, datasets and losses; the trainer owns the loop,
 distribution, metric reduction, evaluation, checkpoints, resume, early stopping,
 reduce-on-plateau, TensorBoard (``tfmusic.training.telemetry``), the progress bar and the run
-directory.
+directory. A task sees the run only through the ``TaskContext`` the trainer binds to it.
 
 Run directory
 -------------
@@ -40,7 +40,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import keras
 import numpy as np
@@ -49,8 +49,8 @@ from tqdm.auto import tqdm
 
 from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState
 from tfmusic.training.config import TrainerConfig, save_json
+from tfmusic.training.loop_state import LoopMeters, LoopState
 from tfmusic.training.rundir import check_run_dir
-from tfmusic.training.plateau import EarlyStopping, ReduceOnPlateau
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
 from tfmusic.training import telemetry
 from tfmusic.training.summaries import SummaryWriters
@@ -137,23 +137,33 @@ class Trainer:
                 self._keeper.close()
 
     def _fit(self) -> TrainResult:
-        cfg = self.config
-        task = self.task
-        strategy = self.strategy
+        """The run as named steps; each method below is one of them, in order."""
+        self._build_task()
+        run = self._restore_or_start()
+        self._open_run_dir()
+        iterator = self._train_iterator(run.start)
+        self._compile_steps()
+        self._train_until_done(run, iterator)
+        return self._finish(run)
+
+    def _build_task(self) -> None:
+        """Seed, hand the task its context and build its models inside the strategy's scope."""
         if self.chief:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        keras.utils.set_random_seed(cfg.seed)
-        if cfg.deterministic:
+        keras.utils.set_random_seed(self.config.seed)
+        if self.config.deterministic:
             tf.config.experimental.enable_op_determinism()
+        self.task.bind(self.context)
+        with self.strategy.scope():
+            self.task.build()
+        log.info("task %s built (%d replica(s), %d worker(s))", self.task.name, self.num_replicas, self.num_workers)
 
-        task.bind(self.context)
-        with strategy.scope():
-            task.build()
-        log.info("task %s built (%d replica(s), %d worker(s))", task.name, self.num_replicas, self.num_workers)
-        state = TrainerState()
+    def _restore_or_start(self) -> LoopState:
+        """Restore the latest checkpoint (``resume``) or prepare a fresh run; never overwrite a run."""
+        self._state = TrainerState()
         self._keeper = keeper = CheckpointKeeper(
-            task.checkpoint_items(), task.export_model(), self.run_dir / "checkpoints",
-            state=state, chief=self.chief, worker=self.worker, keep=cfg.keep_checkpoints,
+            self.task.checkpoint_items(), self.task.export_model(), self.run_dir / "checkpoints",
+            state=self._state, chief=self.chief, worker=self.worker, keep=self.config.keep_checkpoints,
         )
         resumed = False
         if self.resume:
@@ -168,37 +178,30 @@ class Trainer:
         if resumed:
             log.info("resumed from %s", keeper.latest)
         else:
-            task.prepare()
+            self.task.prepare()
             log.info("task prepared")
+        return LoopState.restore(self._state, self.config, resumed)
 
-        blob = state.get()
-        plateau = ReduceOnPlateau(**dataclasses.asdict(cfg.plateau))
-        plateau.load_state_dict(blob.get("plateau", {}))
-        early = EarlyStopping(**dataclasses.asdict(cfg.early_stopping))
-        early.load_state_dict(blob.get("early_stopping", {}))
-        history: list[dict[str, Any]] = list(blob.get("history", []))
-        stopped_early = bool(blob.get("stopped_early", False))
-        # training metrics since the last evaluation (so a resumed run reports the same means)
-        eval_window: dict[str, list[float]] = defaultdict(list, blob.get("train_window", {}))
-
-        def sync_state() -> None:
-            state.set({"plateau": plateau.state_dict(), "early_stopping": early.state_dict(),
-                       "history": history, "stopped_early": stopped_early,
-                       "train_window": dict(eval_window)})
-
+    def _open_run_dir(self) -> None:
+        """``config.json`` and the TensorBoard writers with the HParams session start (chief only)."""
         if self.chief and self.run_config is not None:
             save_json(self.run_config, self.run_dir / "config.json")
         self._writers = writers = SummaryWriters(self.run_dir, enabled=self.chief)
         if self.chief:
-            hparams = {"task": task.name, **telemetry.flatten_hparams(
-                self.run_config if self.run_config is not None else {"trainer": dataclasses.asdict(cfg)})}
+            hparams = {"task": self.task.name, **telemetry.flatten_hparams(
+                self.run_config if self.run_config is not None else {"trainer": dataclasses.asdict(self.config)})}
             telemetry.write_session_start(writers.session, hparams, trial_id=self.run_dir.name)
 
-        start = int(state.step.numpy())
-        train_ds = task.train_dataset().repeat()
+    def _train_iterator(self, start: int) -> Any:
+        """The distributed training batches, positioned after the ``start`` steps already taken."""
+        train_ds = self.task.train_dataset().repeat()
         if start:
             train_ds = train_ds.skip(start)
-        iterator = iter(self.context.distribute(train_ds))
+        return iter(self.context.distribute(train_ds))
+
+    def _compile_steps(self) -> None:
+        """The distributed train and eval steps (``tf.function``), metrics averaged over replicas."""
+        cfg, task, strategy = self.config, self.task, self.strategy
 
         def replica_train_step(batch):
             with telemetry.collect_gradient_norms(cfg.grad_norm) as norms:
@@ -218,95 +221,115 @@ class Trainer:
             outputs = strategy.run(replica_eval_step, args=(batch,))
             return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in outputs.items()}
 
-        self._eval_fn = eval_fn
+        self._train_fn, self._eval_fn = train_fn, eval_fn
         self._summary_batch = None
-        checkpoint_every = cfg.checkpoint_every or cfg.eval_every
-        bar = tqdm(total=cfg.steps, initial=min(start, cfg.steps), desc=f"train {task.name}",
-                   unit="step", disable=self._bar_disabled(), dynamic_ncols=True)
-        log_window: dict[str, list[float]] = defaultdict(list)
-        step = start
-        last_saved = start if resumed else -1
-        throughput = telemetry.Throughput(cfg.batch_size)
-        graph = telemetry.GraphTrace(writers.train, enabled=self.chief)
-        profiler = telemetry.StepProfiler(writers.train_dir, cfg.profile_steps, enabled=self.chief)
+
+    def _train_until_done(self, run: LoopState, iterator: Any) -> None:
+        """Steps until ``config.steps`` or early stopping; Ctrl-C saves a checkpoint before leaving."""
+        cfg = self.config
+        meters = LoopMeters(
+            bar=tqdm(total=cfg.steps, initial=min(run.start, cfg.steps), desc=f"train {self.task.name}",
+                     unit="step", disable=self._bar_disabled(), dynamic_ncols=True),
+            throughput=telemetry.Throughput(cfg.batch_size),
+            graph=telemetry.GraphTrace(self._writers.train, enabled=self.chief),
+            profiler=telemetry.StepProfiler(self._writers.train_dir, cfg.profile_steps, enabled=self.chief),
+        )
         try:
-            while step < cfg.steps and not stopped_early:
-                profiler.before_step(step + 1)
-                if step == start:
-                    graph.start()
-                began = time.perf_counter()
-                try:  # the Trace is the profiler's step marker (step time in the Profile tab)
-                    with tf.profiler.experimental.Trace("train", step_num=step + 1, _r=1):
-                        metrics = train_fn(iterator)
-                except (StopIteration, tf.errors.OutOfRangeError):
-                    raise ValueError(f"task {task.name!r}: the training dataset yielded no batches") from None
-                values = {k: float(v) for k, v in metrics.items()}  # waits for the step to finish
-                step += 1
-                state.step.assign(step)
-                if step == start + 1:
-                    graph.export(step)
-                    log.info("first training step done (graph traced)")
-                else:  # the first step includes tracing: not a throughput sample
-                    throughput.add(time.perf_counter() - began)
-                profiler.after_step(step)
-                for key, value in values.items():
-                    log_window[key].append(value)
-                    eval_window[key].append(value)
-                bar.update(1)
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    means = {k: float(np.mean(v)) for k, v in log_window.items()}
-                    log_window.clear()
-                    scalars = dict(means)
-                    scalars.update({f"lr/{n}": lr for n, lr in self._learning_rates().items()})
-                    scalars.update(throughput.pop())
-                    writers.scalars(writers.train, scalars, step)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
-                if step % cfg.eval_every == 0 and cfg.histograms and self.chief:
-                    self._write_histograms(step)
-                if step % cfg.eval_every == 0:
-                    record = self._evaluate_and_decide(step, eval_window, plateau, early, keeper)
-                    eval_window.clear()
-                    if record is not None:
-                        history.append(record)
-                        stopped_early = record.pop("_stop")
-                        if self.chief:
-                            save_json({"history": history}, self.run_dir / "history.json")
-                        bar.set_postfix({f"eval_{cfg.monitor}": f"{record['eval'].get(cfg.monitor, float('nan')):.4g}"})
-                if step % checkpoint_every == 0 or stopped_early or step == cfg.steps:
-                    sync_state()
-                    keeper.save(step)
-                    last_saved = step
+            while run.step < cfg.steps and not run.stopped_early:
+                self._train_step(run, iterator, meters)
+                if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+                    self._log_train(run.step, meters)
+                self._evaluate_and_checkpoint(run, meters.bar)
         except KeyboardInterrupt:
-            if self.num_workers == 1 and last_saved != step:
-                sync_state()
-                path = keeper.save(step)
-                log.warning("interrupted at step %d; saved %s (continue with --resume)", step, path)
+            if self.num_workers == 1 and run.last_saved != run.step:
+                path = self._save(run)
+                log.warning("interrupted at step %d; saved %s (continue with --resume)", run.step, path)
             raise
         finally:
-            bar.close()
-            profiler.stop()
-            graph.export(step)  # only if the first step failed after tracing started
-            self._final = {"steps": step, **{k.split("/")[-1]: v for k, v in throughput.overall().items()}}
-        if last_saved != step:
-            sync_state()
-            keeper.save(step)
+            self._final = {"steps": run.step, **meters.close(run.step)}
+        if run.last_saved != run.step:
+            self._save(run)
 
-        if stopped_early and self.chief:
-            log.info("early stopping at step %d (best %s at step %s)", step, early.best, early.best_step)
+    def _train_step(self, run: LoopState, iterator: Any, meters: LoopMeters) -> None:
+        """One optimizer step; its metrics go into the logging and evaluation windows."""
+        step = run.step + 1
+        meters.profiler.before_step(step)
+        if run.step == run.start:
+            meters.graph.start()
+        began = time.perf_counter()
+        try:  # the Trace is the profiler's step marker (step time in the Profile tab)
+            with tf.profiler.experimental.Trace("train", step_num=step, _r=1):
+                metrics = self._train_fn(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            raise ValueError(f"task {self.task.name!r}: the training dataset yielded no batches") from None
+        values = {k: float(v) for k, v in metrics.items()}  # waits for the step to finish
+        run.step = step
+        self._state.step.assign(step)
+        if step == run.start + 1:
+            meters.graph.export(step)
+            log.info("first training step done (graph traced)")
+        else:  # the first step includes tracing: not a throughput sample
+            meters.throughput.add(time.perf_counter() - began)
+        meters.profiler.after_step(step)
+        for key, value in values.items():
+            meters.log_window[key].append(value)
+            run.eval_window[key].append(value)
+        meters.bar.update(1)
+
+    def _log_train(self, step: int, meters: LoopMeters) -> None:
+        """Training means since the last log line, learning rates and throughput to TensorBoard."""
+        means = {k: float(np.mean(v)) for k, v in meters.log_window.items()}
+        meters.log_window.clear()
+        scalars = dict(means)
+        scalars.update({f"lr/{n}": lr for n, lr in self._learning_rates().items()})
+        scalars.update(meters.throughput.pop())
+        self._writers.scalars(self._writers.train, scalars, step)
+        meters.bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:3]})
+
+    def _evaluate_and_checkpoint(self, run: LoopState, bar: Any) -> None:
+        """At evaluation steps: histograms, evaluation and its decisions, ``history.json``; then the
+        periodic, early-stopping or final checkpoint."""
+        cfg, step = self.config, run.step
+        if step % cfg.eval_every == 0:
+            if cfg.histograms and self.chief:
+                self._write_histograms(step)
+            record = self._evaluate_and_decide(step, run)
+            run.eval_window.clear()
+            if record is not None:
+                run.history.append(record)
+                run.stopped_early = record.pop("_stop")
+                if self.chief:
+                    save_json({"history": run.history}, self.run_dir / "history.json")
+                bar.set_postfix({f"eval_{cfg.monitor}": f"{record['eval'].get(cfg.monitor, float('nan')):.4g}"})
+        if step % (cfg.checkpoint_every or cfg.eval_every) == 0 or run.stopped_early or step == cfg.steps:
+            self._save(run)
+
+    def _save(self, run: LoopState) -> str:
+        """A full checkpoint of the task and the loop state at ``run.step``."""
+        run.store(self._state)
+        path = self._keeper.save(run.step)
+        run.last_saved = run.step
+        return path
+
+    def _finish(self, run: LoopState) -> TrainResult:
+        """``model.keras`` with the best weights (the task is left in its final state) and the result."""
+        cfg, keeper, early, history = self.config, self._keeper, run.early, run.history
+        if run.stopped_early and self.chief:
+            log.info("early stopping at step %d (best %s at step %s)", run.step, early.best, early.best_step)
         model_path = None
         if self.chief:
             model_path = str(self.run_dir / "model.keras")
             if early.best_step is not None and keeper.restore_best():
-                task.export_model().save(model_path)
+                self.task.export_model().save(model_path)
                 keeper.restore_latest()  # leave the task in its final state for the caller
             else:
-                task.export_model().save(model_path)
+                self.task.export_model().save(model_path)
             save_json({"history": history}, self.run_dir / "history.json")
         self._final = {**self._final, **{f"eval_{k}": v for k, v in (history[-1]["eval"] if history else {}).items()}}
         if early.best is not None:
             self._final[f"best_{cfg.monitor}"] = early.best
-        return TrainResult(run_dir=str(self.run_dir), step=step, start_step=start,
-                           stopped_early=stopped_early, best_step=early.best_step,
+        return TrainResult(run_dir=str(self.run_dir), step=run.step, start_step=run.start,
+                           stopped_early=run.stopped_early, best_step=early.best_step,
                            best_metric=early.best, history=history, model_path=model_path)
 
     # ----------------------------------------------------------------- evaluation
@@ -339,13 +362,12 @@ class Trainer:
             )
         return self.task.finalize_metrics({k: v / count for k, v in totals.items()})
 
-    def _evaluate_and_decide(self, step: int, train_window: Mapping[str, list[float]],
-                             plateau: ReduceOnPlateau, early: EarlyStopping,
-                             keeper: CheckpointKeeper) -> dict[str, Any] | None:
-        cfg = self.config
+    def _evaluate_and_decide(self, step: int, run: LoopState) -> dict[str, Any] | None:
+        """Evaluate; apply reduce-on-plateau, early stopping and the best checkpoint; the history record."""
+        cfg, plateau, early = self.config, run.plateau, run.early
         metrics = self.evaluate()
         log.info("step %d: evaluation %s", step, {k: round(v, 5) for k, v in metrics.items()})
-        train_means = {k: float(np.mean(v)) for k, v in train_window.items()}
+        train_means = {k: float(np.mean(v)) for k, v in run.eval_window.items()}
         if not metrics:
             return None
         if cfg.monitor not in metrics:
@@ -364,7 +386,7 @@ class Trainer:
         stop = early.update(value, step)
         improved = early.improved and early.best_step == step
         if improved:
-            keeper.save_best(step)
+            self._keeper.save_best(step)
         self._writers.scalars(self._writers.eval, metrics, step)
         if cfg.summaries and self.chief:
             self._write_task_summaries(step)
