@@ -124,3 +124,16 @@ def test_traversal_writes_pianoroll_scores_and_attributes(tmp_path):
     assert images["traversal/dim_00"].shape[0] == 62 and images["traversal/dim_00"].ndim == 3
     with pytest.raises(ValueError, match="outside"):
         write_traversal(vae, codec_for("dmelodies"), 40, [0.0], tmp_path, engrave=False)
+
+
+def test_keyword_train_run_is_one_layer_over_the_same_defaults(tmp_path):
+    from tfmusic.training.vae import train_run
+
+    cfg = VAEConfig(model="dmelodies-cnn", objective="beta", hidden=8, z_dim=6, warmup_epochs=-1, seed=4)
+    result = train_run(cfg, _dmelodies_data(), tmp_path / "run", batch_size=16, steps=2, eval_steps=1,
+                       progress=False)
+    assert result.step == 2
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["trainer"]["seed"] == 4 and saved["trainer"]["batch_size"] == 16
+    assert saved["trainer"]["eval_every"] == 2 and saved["trainer"]["log_every"] == 2  # min(defaults, steps)
+    assert saved["vae"]["steps_per_epoch"] == 2 and saved["epochs"] == 100  # ceil(32 / 16)

@@ -15,6 +15,17 @@ MODELS = ("dmelodies-rnn", "dmelodies-cnn", "measure", "sprites", "mnist")
 OBJECTIVES = ("beta", "annealed", "factor", "ar")
 
 
+TRAIN_EPILOG = """\
+Configuration is resolved in this order (later wins): the defaults of --model / --objective,
+--config FILE (YAML or JSON, same nesting as config.json), the flags above, then --set KEY=VALUE.
+`--print-config` shows the result without training. trainer.steps, trainer.eval_every and
+vae.steps_per_epoch stay null until the data is open (epochs x steps per epoch, once per epoch,
+train examples / batch size); RUN/config.json holds the finalized values. vae.seed seeds the
+model and its schedules, trainer.seed the data order (--seed sets both). With --resume give the
+same flags (or the run's config.json as --config) and raise --steps to train longer.
+"""
+
+
 def _int_list(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -28,33 +39,89 @@ def _quiet(args) -> bool:
     return bool(getattr(args, "quiet", False)) or not sys.stderr.isatty()
 
 
-def _train(args: argparse.Namespace) -> int:
-    from tfmusic.training.strategies import parse_devices
-    from tfmusic.training.vae import VAEConfig, open_data, train_run
+# flag -> dotted config key (tfmusic.training.vae_config); None flags are not part of the flag layer
+FLAG_KEYS = {
+    "data": "data_dir", "limit": "limit", "epochs": "epochs", "steps": "trainer.steps",
+    "batch_size": "trainer.batch_size", "lr": "vae.learning_rate", "beta": "vae.beta", "capacity": "vae.capacity",
+    "gamma": "vae.gamma", "delta": "vae.delta", "warmup_epochs": "vae.warmup_epochs",
+    "ramp_iterations": "vae.ramp_iterations", "steps_per_epoch": "vae.steps_per_epoch", "z_dim": "vae.z_dim",
+    "hidden": "vae.hidden", "teacher_forcing": "vae.teacher_forcing", "eval_every": "trainer.eval_every",
+    "eval_steps": "trainer.eval_steps", "strategy": "trainer.strategy", "profile_steps": "trainer.profile_steps",
+}
 
+
+def _flag_layer(args: argparse.Namespace) -> dict:
+    """The command-line flags as one config layer (only the flags given)."""
+    from tfmusic.training.config import set_dotted
+    from tfmusic.training.strategies import parse_devices
+
+    layer: dict = {}
+    for attr, key in FLAG_KEYS.items():
+        value = getattr(args, attr)
+        if value is not None:
+            set_dotted(layer, key, str(Path(value)) if attr == "data" else value)
+    for attr in ("reg_dims", "reg_columns"):
+        if getattr(args, attr) is not None:
+            set_dotted(layer, f"vae.{attr}", _int_list(getattr(args, attr)))
+    if args.seed is not None:  # one flag seeds both the model (vae.seed) and the data order (trainer.seed)
+        set_dotted(layer, "vae.seed", args.seed)
+        set_dotted(layer, "trainer.seed", args.seed)
+    if args.devices is not None:
+        set_dotted(layer, "trainer.devices", parse_devices(args.devices))
+    for flag in ("deterministic", "histograms"):
+        if getattr(args, flag):
+            set_dotted(layer, f"trainer.{flag}", True)
+    return layer
+
+
+def _resolve(args: argparse.Namespace):
+    """Defaults -> --config -> flags -> --set, as for `tfmusic train` (tfmusic.training.vae_config)."""
+    from tfmusic.training.config import ConfigError, load_config_file, parse_assignment, set_dotted
+    from tfmusic.training.vae_config import resolve_config
+
+    try:
+        layers: list[tuple[str, dict]] = []
+        if args.config:
+            layers.append((args.config, load_config_file(args.config)))
+        layers.append(("command-line flags", _flag_layer(args)))
+        sets: dict = {}
+        for text in args.assignments:
+            key, value = parse_assignment(text)
+            set_dotted(sets, key, value)
+        if sets:
+            layers.append(("--set", sets))
+        return resolve_config(args.model, args.objective, layers)
+    except ConfigError as err:
+        raise CliError(str(err)) from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tfmusic.training.config import to_dict
     from tfmusic.training.rundir import check_run_dir
 
+    if args.out is not None:
+        try:
+            check_run_dir(args.out)
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    config = _resolve(args)
+    if args.print_config:
+        print(json.dumps(to_dict(config), indent=2))
+        return 0
+    if args.out is None:
+        raise CliError("--out is required (the run directory to create or --resume)")
+    # The strategy first: logical devices and multi-worker setup need an uninitialised runtime.
+    from tfmusic.training.strategies import make_strategy
+
     try:
-        check_run_dir(args.out)
-    except ValueError as err:
+        strategy = make_strategy(config.trainer.strategy, config.trainer.devices)
+    except (ValueError, RuntimeError) as err:
         raise CliError(str(err)) from None
-    devices = parse_devices(args.devices)
-    if args.strategy == "mirrored" and devices is not None:
-        from tfmusic.training.strategies import make_strategy
-        make_strategy("mirrored", devices)  # split the CPU before TensorFlow initialises
-    cfg = VAEConfig(model=args.model, objective=args.objective, z_dim=args.z_dim, hidden=args.hidden,
-                    learning_rate=args.lr, beta=args.beta, capacity=args.capacity, gamma=args.gamma,
-                    delta=args.delta, warmup_epochs=args.warmup_epochs, ramp_iterations=args.ramp_iterations,
-                    steps_per_epoch=args.steps_per_epoch, teacher_forcing=args.teacher_forcing,
-                    reg_dims=_int_list(args.reg_dims), reg_columns=_int_list(args.reg_columns), seed=args.seed)
+    from tfmusic.training.vae import open_data, train_vae
+
     try:
-        cfg.validate()
-        data = open_data(args.model, args.data, limit=args.limit, seed=args.seed)
-        result = train_run(cfg, data, args.out, data_dir=args.data, batch_size=args.batch_size, epochs=args.epochs,
-                           steps=args.steps, eval_every=args.eval_every, eval_steps=args.eval_steps,
-                           strategy=args.strategy, devices=devices, resume=args.resume,
-                           progress=not args.quiet, deterministic=args.deterministic,
-                           histograms=args.histograms, profile_steps=args.profile_steps)
+        data = open_data(config.vae.model, config.data_dir, limit=config.limit, seed=config.vae.seed)
+        result = train_vae(config, data, args.out, strategy=strategy, resume=args.resume, progress=not args.quiet)
     except (ValueError, FileExistsError) as err:
         raise CliError(str(err)) from None
     last = result.history[-1]["eval"] if result.history else {}
@@ -147,38 +214,47 @@ def register(subparsers) -> None:
                        "100 epochs, beta-VAE hinge C=50 with beta warm-up, AR with delta 10 on dims 0-8), folk "
                        "measures (B.2: batch 256, 30 epochs, beta 0.001, AR gamma 1 delta 10 on dims 0-3), images "
                        "(B.2: batch 128, 100 epochs). Writes RUN/{config.json,vae.json,checkpoints/,tensorboard/,"
-                       "history.json,model.keras}.")
+                       "history.json,model.keras}.",
+                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--model", required=True, choices=MODELS, help="architecture")
     t.add_argument("--objective", required=True, choices=OBJECTIVES, help="loss")
     t.add_argument("--data", help="dataset directory (dMelodies or measures TFRecords); images are procedural")
-    t.add_argument("--out", required=True, help="run directory to create (or --resume)")
-    t.add_argument("--epochs", type=float, help="training length in epochs (default: the spec's)")
-    t.add_argument("--steps", type=int, help="training length in optimizer steps (overrides --epochs)")
-    t.add_argument("--batch-size", type=int, help="global batch size (default 512 / 256 / 128 per family)")
-    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    t.add_argument("--out", help="run directory to create (or --resume); required unless --print-config")
+    t.add_argument("--config", help="YAML or JSON config file (see --print-config for every key)")
+    t.add_argument("--epochs", type=float, help="training length in epochs (default 100 dMelodies and images, "
+                   "30 measures)")
+    t.add_argument("--steps", type=int, help="training length in optimizer steps (overrides --epochs; trainer.steps)")
+    t.add_argument("--batch-size", type=int, help="global batch size (default 512 dMelodies, 256 measures, 128 "
+                   "images, 1024 dSprites Factor-VAE)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
     t.add_argument("--beta", type=float, help="KL weight (target of the warm-up ramp for dMelodies beta-VAE)")
     t.add_argument("--capacity", type=float, help="KL capacity C (annealing target for Annealed-VAE)")
     t.add_argument("--gamma", type=float, help="AR-VAE / Factor-VAE weight")
     t.add_argument("--delta", type=float, help="AR-VAE tanh sharpness")
     t.add_argument("--warmup-epochs", type=int,
                    help="last epoch with beta = 0 before the ramp (spec: 10; -1 = no warm-up)")
-    t.add_argument("--ramp-iterations", type=float, default=1e5,
-                   help="iterations of the exponential beta / capacity ramp (spec: 1e5)")
-    t.add_argument("--steps-per-epoch", type=int, help="override the epoch length used by the schedules")
+    t.add_argument("--ramp-iterations", type=float,
+                   help="iterations of the exponential beta / capacity ramp (default 1e5, the spec's)")
+    t.add_argument("--steps-per-epoch", type=int, help="override the epoch length used by the schedules "
+                   "(default: train examples / batch size)")
     t.add_argument("--z-dim", type=int, help="latent size (default 32 music, 10 dSprites, 16 MNIST)")
     t.add_argument("--hidden", type=int, help="RNN width override (small demos)")
-    t.add_argument("--teacher-forcing", type=float, default=0.5, help="per-batch teacher-forcing probability")
+    t.add_argument("--teacher-forcing", type=float, help="per-batch teacher-forcing probability (default 0.5)")
     t.add_argument("--reg-dims", help="AR-VAE: latent dims to regularize, e.g. 0,1,2,3")
     t.add_argument("--reg-columns", help="AR-VAE: attribute column for each regularized dim (default 0..n-1)")
     t.add_argument("--limit", type=int, help="dSprites: use only the first N items of each split")
     t.add_argument("--eval-every", type=int, help="evaluate every N steps (default: once per epoch)")
-    t.add_argument("--eval-steps", type=int, default=20, help="evaluation batches (default 20)")
-    t.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
-                   help="tf.distribute strategy")
+    t.add_argument("--eval-steps", type=int, help="evaluation batches (default 20)")
+    t.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
+                   help="tf.distribute strategy (default: default)")
     t.add_argument("--devices", help="device count (e.g. 2 logical CPUs) or names for --strategy mirrored")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, help="seed of the weights, schedules and data order (vae.seed and "
+                   "trainer.seed; default 0)")
     t.add_argument("--deterministic", action="store_true", help="deterministic input pipeline and TF ops")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config key, e.g. vae.disc_learning_rate=2e-4 or trainer.log_every=50 (repeatable)")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     t.add_argument("--histograms", action="store_true",
                    help="TensorBoard weight and activation histograms at each evaluation")
     t.add_argument("--profile-steps", type=parse_step_range, metavar="START,END",

@@ -11,8 +11,10 @@ Data sources (``VAEData``) hide where batches come from: ``DirectoryData`` reads
 TFRecords of ``tfmusic.data.dmelodies`` / ``measures`` / ``sprites``; ``ArrayData`` serves numpy arrays
 (tests, small demos).
 
-Why one module: the task, its data sources and the run entry point share ``VAEConfig`` and are
-changed together (the split into task / data / run modules is left for the VAE config rework).
+Run configuration (``VAEConfig`` and the layered ``VAERunConfig``, with the spec's defaults) lives in
+``tfmusic.training.vae_config``.
+
+Why one module: the task, its data sources and the run entry point are changed together.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ import tensorflow as tf
 
 from tfmusic.models.vae.core import VAE
 from tfmusic.models.vae.objectives import FactorDiscriminator, Objective
-from tfmusic.models.vae.presets import OBJECTIVES, build_objective, build_vae, default_reg, family_of
-from tfmusic.training.trainer import Task, loss_scale_optimizer, minimize
+from tfmusic.models.vae.presets import build_objective, build_vae, default_reg, family_of
+from tfmusic.training.config import to_dict
+from tfmusic.training.trainer import Task, Trainer, TrainResult, loss_scale_optimizer, minimize
+from tfmusic.training.vae_config import (DEFAULT_BATCH, DEFAULT_EPOCHS, VAEConfig, VAERunConfig,
+                                         finalize_config, resolve_config)
 
 # split used for evaluation during training / for the final metrics, per family (B.3, C.9); measures:
 # both hold out whole tunes and drop bars that repeat training bars (tfmusic.data.measures.records)
@@ -159,39 +164,7 @@ def open_data(model: str, data_dir: str | Path | None, limit: int | None = None,
     return DirectoryData(family, data_dir, model)
 
 
-# ------------------------------------------------------------------------------------------ config
-@dataclasses.dataclass
-class VAEConfig:
-    """The task's part of a run config (``config.json["vae"]``)."""
-
-    model: str
-    objective: str
-    z_dim: int | None = None
-    hidden: int | None = None  # RNN width override (tests / tiny demos)
-    learning_rate: float = 1e-4
-    beta: float | None = None
-    capacity: float | None = None
-    gamma: float | None = None
-    delta: float | None = None
-    warmup_epochs: int | None = None
-    ramp_iterations: float = 1e5
-    steps_per_epoch: int | None = None  # None: ceil(train examples / batch size)
-    teacher_forcing: float = 0.5
-    reg_dims: list[int] | None = None
-    reg_columns: list[int] | None = None
-    disc_learning_rate: float = 1e-4
-    seed: int = 0
-
-    def validate(self) -> None:
-        family_of(self.model)
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; expected one of {OBJECTIVES}")
-        if not 0.0 <= self.teacher_forcing <= 1.0:
-            raise ValueError(f"teacher_forcing must be a probability, got {self.teacher_forcing}")
-        if (self.reg_dims is None) != (self.reg_columns is None) and self.reg_columns is not None:
-            raise ValueError("--reg-columns needs --reg-dims")
-
-
+# ------------------------------------------------------------------------------------------ models
 def build_model_and_objective(cfg: VAEConfig, data: VAEData, steps_per_epoch: int,
                               discriminator: FactorDiscriminator | None = None) -> tuple[VAE, Objective]:
     """The VAE and objective a run config describes (also used to rebuild them for evaluation)."""
@@ -385,39 +358,32 @@ def load_run(run_dir: str | Path) -> tuple[VAE, dict]:
     return model, meta
 
 
-DEFAULT_BATCH = {"dmelodies": 512, "measure": 256, "image": 128}  # C.8, B.2
-DEFAULT_EPOCHS = {"dmelodies": 100, "measure": 30, "image": 100}
+def train_vae(config: VAERunConfig, data: VAEData, run_dir: str | Path, *,
+              strategy: tf.distribute.Strategy | None = None, resume: bool = False,
+              progress: bool = True) -> TrainResult:
+    """Train one VAE run end to end from its resolved layered config (what ``tfmusic vae train`` does).
+
+    The data-dependent values are filled in here (:func:`finalize_config`); the finalized config is
+    the run's ``config.json``. Evaluation every ``trainer.eval_every`` steps keeps the best model."""
+    config = finalize_config(config, data.num_examples("train"))
+    task = VAETask(config.vae, data)
+    save_run_meta(run_dir, config.vae, data, config.vae.steps_per_epoch, config.data_dir)
+    return Trainer(task, config.trainer, run_dir, strategy=strategy, resume=resume, run_config=to_dict(config),
+                   progress=progress).fit()
 
 
 def train_run(cfg: VAEConfig, data: VAEData, run_dir: str | Path, *, data_dir: str | None = None,
-              batch_size: int | None = None, epochs: float | None = None, steps: int | None = None,
-              eval_every: int | None = None, eval_steps: int | None = 20, strategy: str = "default",
-              devices: Any = None, resume: bool = False, progress: bool = True, deterministic: bool = False,
-              log_every: int = 10, histograms: bool = False, profile_steps: list[int] | None = None):
-    """Train one VAE run end to end (what ``tfmusic vae train`` does); returns the trainer's result.
-
-    ``steps`` wins over ``epochs`` (default: the spec's epoch count for the family). Plateau and early
-    stopping are off (the references train for a fixed budget); evaluation every ``eval_every`` steps
-    (default: once per epoch) keeps the best model by validation loss."""
-    from tfmusic.training.config import TrainerConfig
-    from tfmusic.training.trainer import Trainer
-
-    family = family_of(cfg.model)
-    batch = batch_size or (1024 if cfg.model == "sprites" and cfg.objective == "factor" else DEFAULT_BATCH[family])
-    spe = cfg.steps_per_epoch or max(1, math.ceil(data.num_examples("train") / batch))
-    cfg = dataclasses.replace(cfg, steps_per_epoch=spe)
-    total = steps if steps is not None else max(1, int(round((epochs if epochs is not None else DEFAULT_EPOCHS[family]) * spe)))
-    tcfg = TrainerConfig(steps=total, batch_size=batch, eval_every=eval_every or min(spe, total),
-                         eval_steps=eval_steps, log_every=min(log_every, total), seed=cfg.seed,
-                         strategy=strategy, devices=devices, deterministic=deterministic,
-                         histograms=histograms, profile_steps=profile_steps)
-    tcfg.plateau.patience = None
-    tcfg.early_stopping.patience = None
-    task = VAETask(cfg, data)
-    save_run_meta(run_dir, cfg, data, spe, data_dir)
-    run_config = {"vae": dataclasses.asdict(cfg), "trainer": dataclasses.asdict(tcfg),
-                  "data": {**data.describe(), "dir": data_dir}}
-    return Trainer(task, tcfg, run_dir, resume=resume, run_config=run_config, progress=progress).fit()
+              resume: bool = False, progress: bool = True, epochs: float | None = None,
+              **trainer: Any) -> TrainResult:
+    """Keyword form of :func:`train_vae` for scripts: ``cfg``, ``data_dir``, ``epochs`` and the given
+    ``trainer`` keys (``steps``, ``batch_size``, ``eval_every``, ...; None keeps the default) are one
+    layer over the same defaults; the trainer's seed is ``cfg.seed``."""
+    layer: dict[str, Any] = {"vae": to_dict(cfg), "data_dir": data_dir,
+                             "trainer": {"seed": cfg.seed, **{k: v for k, v in trainer.items() if v is not None}}}
+    if epochs is not None:
+        layer["epochs"] = epochs
+    config = resolve_config(cfg.model, cfg.objective, [("train_run arguments", layer)])
+    return train_vae(config, data, run_dir, resume=resume, progress=progress)
 
 
 def collect_codes(vae: VAE, dataset: tf.data.Dataset, max_batches: int | None = 201, *, image: bool = False,
@@ -475,5 +441,5 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, *, split: str
 
 
 __all__ = ["VAEConfig", "VAETask", "VAEData", "ArrayData", "DirectoryData", "ImageData", "open_data",
-           "build_model_and_objective", "save_run_meta", "load_run", "EVAL_SPLITS", "train_run",
+           "build_model_and_objective", "save_run_meta", "load_run", "EVAL_SPLITS", "train_run", "train_vae",
            "collect_codes", "evaluate_run", "DEFAULT_BATCH", "DEFAULT_EPOCHS"]
