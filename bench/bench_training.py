@@ -72,7 +72,7 @@ def _bare_seconds(model, channels, seconds, batch, kwargs, steps) -> float:
     from tfmusic.training.trainer import Trainer
 
     task, batch_data = _synthetic_task(model, channels, seconds, batch, kwargs)
-    task.trainer = Trainer(task, task.config.trainer, "/nonexistent", strategy=make_strategy("default"))
+    task.bind(Trainer(task, task.config.trainer, "/nonexistent", strategy=make_strategy("default")).context)
     task.build()
     step = tf.function(task.train_step)
     tensors = tuple(tf.constant(x) for x in batch_data)

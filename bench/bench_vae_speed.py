@@ -50,7 +50,7 @@ def time_ours(tokens: np.ndarray, factors: np.ndarray, steps: int, warmup: int =
     task = VAETask(VAEConfig(model="dmelodies-rnn", objective="beta", steps_per_epoch=1853), data)
     cfg = TrainerConfig(steps=1, batch_size=BATCH)
     trainer = Trainer(task, cfg, "/nonexistent-bench-run", progress=False)
-    task.trainer = trainer
+    task.bind(trainer.context)
     with trainer.strategy.scope():
         task.build()
     step = tf.function(task.train_step)
