@@ -122,7 +122,7 @@ def _flag_layer(args: argparse.Namespace) -> dict:
 
 def run_train(args: argparse.Namespace) -> int:
     from tfmusic.cli.main import CliError
-    from tfmusic.training.config import ConfigError, load_config_file, parse_assignment, set_dotted
+    from tfmusic.training.config import ConfigError, command_line_layers, load_config_file
     from tfmusic.training.separation import resolve_config, run_config_dict
 
     from tfmusic.training.rundir import check_run_dir
@@ -142,15 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
             if not saved.is_file():
                 raise CliError(f"{saved}: not found; nothing to resume (train without --resume first)")
             layers.append((str(saved), load_config_file(saved)))
-        if args.config:
-            layers.append((args.config, load_config_file(args.config)))
-        layers.append(("command-line flags", _flag_layer(args)))
-        sets: dict = {}
-        for text in args.assignments:
-            key, value = parse_assignment(text)
-            set_dotted(sets, key, value)
-        if sets:
-            layers.append(("--set", sets))
+        layers += command_line_layers(args.config, _flag_layer(args), args.assignments)
         config = resolve_config(args.model, layers)
     except ConfigError as err:
         raise CliError(str(err)) from None

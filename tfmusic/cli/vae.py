@@ -76,20 +76,11 @@ def _flag_layer(args: argparse.Namespace) -> dict:
 
 def _resolve(args: argparse.Namespace):
     """Defaults -> --config -> flags -> --set, as for `tfmusic train` (tfmusic.training.vae_config)."""
-    from tfmusic.training.config import ConfigError, load_config_file, parse_assignment, set_dotted
+    from tfmusic.training.config import ConfigError, command_line_layers
     from tfmusic.training.vae_config import resolve_config
 
     try:
-        layers: list[tuple[str, dict]] = []
-        if args.config:
-            layers.append((args.config, load_config_file(args.config)))
-        layers.append(("command-line flags", _flag_layer(args)))
-        sets: dict = {}
-        for text in args.assignments:
-            key, value = parse_assignment(text)
-            set_dotted(sets, key, value)
-        if sets:
-            layers.append(("--set", sets))
+        layers = command_line_layers(args.config, _flag_layer(args), args.assignments)
         return resolve_config(args.model, args.objective, layers)
     except ConfigError as err:
         raise CliError(str(err)) from None

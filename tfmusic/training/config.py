@@ -277,3 +277,20 @@ def save_json(data: Mapping[str, Any], path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
+
+
+def command_line_layers(config_file: str | None, flags: dict, assignments: list[str]) -> list[tuple[str, dict]]:
+    """The layers a command line adds over the defaults, in order: ``--config`` file, explicit
+    flags, then ``--set KEY=VALUE`` assignments (each named by its source for error messages)."""
+    layers: list[tuple[str, dict]] = []
+    if config_file:
+        layers.append((config_file, load_config_file(config_file)))
+    layers.append(("command-line flags", flags))
+    sets: dict = {}
+    for text in assignments:
+        key, value = parse_assignment(text)
+        set_dotted(sets, key, value)
+    if sets:
+        layers.append(("--set", sets))
+    return layers
+
