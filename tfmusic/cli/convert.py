@@ -27,7 +27,9 @@ def _openunmix(args: argparse.Namespace) -> int:
         raise CliError(f"--out {args.out}: the separator is saved as a .keras file")
     try:
         separator = convert_openunmix_folder(args.folder, targets)
-    except (FileNotFoundError, ValueError, ImportError) as err:
+    except FileNotFoundError as err:
+        raise CliError(f"{err.filename}: {err.strerror}" if err.filename else str(err)) from None
+    except (ValueError, ImportError) as err:
         raise CliError(str(err)) from None
     import os
 

@@ -78,6 +78,17 @@ def run_serve(args: argparse.Namespace) -> int:
         server.stop()
 
 
+def _port(text: str) -> int:
+    """A TCP port 0..65535 (0: pick a free one); gRPC would otherwise wrap 70000 to 4464 silently."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535")
+    return port
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve exported models over TF Serving's gRPC/REST API (embedded server)",
@@ -87,8 +98,8 @@ def register(subparsers) -> None:
                         help="TF Serving ModelServerConfig text proto (version policies and labels); with "
                              "--models, each base_path's last component names the folder under REPO")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500; 0 = pick a free port)")
-    parser.add_argument("--rest-port", type=int, default=None, help="also serve REST :predict on this port")
+    parser.add_argument("--port", type=_port, default=8500, help="gRPC port (default 8500; 0 = pick a free port)")
+    parser.add_argument("--rest-port", type=_port, default=None, help="also serve REST :predict on this port")
     parser.add_argument("--batching-config", metavar="FILE",
                         help="TF Serving batching parameters file (max_batch_size, batch_timeout_micros, ...)")
     parser.add_argument("--poll-seconds", type=float, default=2.0,
