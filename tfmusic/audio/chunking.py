@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tfmusic.audio.settings import DEFAULT as DEFAULT_SETTINGS
-from tfmusic.audio.settings import HOP_LENGTH, AudioSettings
+from tfmusic.audio.settings import HOP_LENGTH, AudioSettings, settings_of
 
 __all__ = [
     "ChunkFn", "GraphChunkFn", "SeparationSettings", "chunk_starts", "crossfade_window", "default_settings",
@@ -43,45 +43,12 @@ Sink = Callable[[str, np.ndarray], None]
 """Receives ``(name, finished waveform segment (C', n))`` in order, for streaming writes."""
 
 
-SeparationSettings = AudioSettings  # what the chunk driver needs to know (one definition: audio.settings)
+SeparationSettings = AudioSettings  # the chunk driver's view of audio.settings (one definition)
 
 
 def default_settings() -> AudioSettings:
     """tfmusic's audio defaults (:mod:`tfmusic.audio.settings`)."""
     return DEFAULT_SETTINGS
-
-
-def _lookup(source: Any, names: tuple[str, ...]) -> Any:
-    """First of ``names`` found on ``source`` as an attribute, or in its ``config`` mapping."""
-    for name in names:
-        value = getattr(source, name, None)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return int(value)
-    config = getattr(source, "config", None)
-    if isinstance(config, Mapping):
-        for name in names:
-            if isinstance(config.get(name), (int, np.integer)):
-                return int(config[name])
-    return None
-
-
-def settings_of(source: Any = None) -> SeparationSettings:
-    """The settings ``source`` carries (a Separator, a model, a chunk function, a settings object),
-    each missing one taken from :func:`default_settings`.
-
-    Looked up as attributes (``sample_rate``, ``n_fft``, ``hop_length`` or ``hop``) or keys of a
-    ``config`` mapping, so a model that stores its STFT settings is separated with them, never
-    with a hard-coded 4096/1024.
-    """
-    if isinstance(source, SeparationSettings):
-        return source
-    base = default_settings()
-    if source is None:
-        return base
-    rate = _lookup(source, ("sample_rate",))
-    n_fft = _lookup(source, ("n_fft",))
-    hop = _lookup(source, ("hop_length", "hop"))
-    return AudioSettings(rate or base.sample_rate, n_fft or base.n_fft, hop or base.hop_length)
 
 
 class GraphChunkFn:

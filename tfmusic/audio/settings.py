@@ -9,6 +9,8 @@ or from here, never from a constant of its own. A model and a dataset that disag
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from numbers import Integral
 from typing import Any
 
 SAMPLE_RATE = 44_100
@@ -44,10 +46,31 @@ class AudioSettings:
 DEFAULT = AudioSettings()
 
 
-def settings_of(obj: Any) -> AudioSettings:
-    """The settings an object carries as attributes (a model, a Separator); defaults where absent."""
-    return AudioSettings(int(getattr(obj, "sample_rate", SAMPLE_RATE)), int(getattr(obj, "n_fft", N_FFT)),
-                         int(getattr(obj, "hop_length", HOP_LENGTH)))
+def _lookup(source: Any, names: tuple[str, ...]) -> int | None:
+    """First of ``names`` found on ``source`` as an int attribute, or in its ``config`` mapping."""
+    for name in names:
+        value = getattr(source, name, None)
+        if isinstance(value, Integral) and not isinstance(value, bool):
+            return int(value)
+    config = getattr(source, "config", None)
+    if isinstance(config, Mapping):
+        for name in names:
+            if isinstance(config.get(name), Integral) and not isinstance(config.get(name), bool):
+                return int(config[name])
+    return None
+
+
+def settings_of(source: Any = None) -> AudioSettings:
+    """The settings ``source`` carries (a model, a Separator, a chunk function, a settings object):
+    attributes ``sample_rate``, ``n_fft``, ``hop_length`` (or ``hop``), or keys of a ``config``
+    mapping; each one missing is tfmusic's default, never a hard-coded constant elsewhere."""
+    if isinstance(source, AudioSettings):
+        return source
+    if source is None:
+        return DEFAULT
+    rate, n_fft = _lookup(source, ("sample_rate",)), _lookup(source, ("n_fft",))
+    hop = _lookup(source, ("hop_length", "hop"))
+    return AudioSettings(rate or DEFAULT.sample_rate, n_fft or DEFAULT.n_fft, hop or DEFAULT.hop_length)
 
 
 def check_same(expected: AudioSettings, got: AudioSettings, what: str) -> None:
