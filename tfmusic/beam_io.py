@@ -5,7 +5,8 @@ A job's outputs are data files (TFRecord shards, rendered audio) plus metadata (
 
 1. :func:`prepare_output` (driver, before the run) checks the output scheme, deletes the old
    metadata first and then the old data files, and drops staging left by killed runs;
-2. workers write every data file into ``OUT/.staging/RUN/`` (:func:`stage_bytes`, :func:`stage_file`);
+2. workers write every data file into ``OUT/.staging/RUN/`` (:func:`stage_bytes`, or their own
+   streaming writer for large files, as the stems job does);
 3. :class:`FinalizeFiles` waits for all of them (one global combine), renames them onto their
    final names and deletes the staging folder: unlike ``fileio.WriteToFiles``, which finalizes
    each destination on its own, no shard of an unfinished run ever has its final name;
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from tfmusic import storage
 
@@ -79,33 +80,6 @@ def stage_bytes(staging: str, name: str, data: bytes) -> dict:
     path = storage.join(staging, name)
     storage.write_bytes(path, data)
     return file_entry(name, path, data)
-
-
-def stage_file(staging: str, name: str, write: Callable[[Any], None]) -> dict:
-    """Stage a file produced by ``write(fh)`` (for outputs too large to hold as one bytes object)."""
-    path = storage.join(staging, name)
-    digest = hashlib.sha256()
-    counter = _HashingWriter(storage.open_write(path), digest)
-    with counter:
-        write(counter)
-    return {"file": name, "staged": path, "num_bytes": counter.size, "sha256": digest.hexdigest()}
-
-
-class _HashingWriter:
-    def __init__(self, fh, digest):
-        self._fh, self._digest, self.size = fh, digest, 0
-
-    def write(self, data: bytes) -> int:
-        self._digest.update(data)
-        self.size += len(data)
-        self._fh.write(data)
-        return len(data)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._fh.close()
 
 
 def finalize(entries: Iterable[dict], out_dir: str, staging: str) -> list[dict]:
