@@ -33,7 +33,7 @@ def _song(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def run(out_dir: Path) -> list[dict]:
-    from tfmusic.evaluation import separation as sep
+    from tfmusic.evaluation import metrics as sep
 
     sep.museval_metrics()
     import museval
