@@ -107,8 +107,9 @@ def is_dir(path: str | os.PathLike) -> bool:
     """Local: a directory. Object stores: some object lies under ``path/``."""
     text = os.fspath(path)
     if is_local(text):
-        return os.path.isdir(text)
-    return bool(glob(join(text, "**")))
+        return os.path.isdir(_local(text))
+    result = _filesystems().match([join(text, "**")], limits=[1])[0]  # one object is enough
+    return bool(result.metadata_list)
 
 
 def makedirs(path: str | os.PathLike) -> None:

@@ -28,7 +28,7 @@ from tfmusic.audio.settings import DEFAULT as DEFAULT_SETTINGS
 from tfmusic.audio.settings import HOP_LENGTH, AudioSettings, settings_of
 
 __all__ = [
-    "ChunkFn", "GraphChunkFn", "SeparationSettings", "chunk_starts", "crossfade_window", "default_settings",
+    "ChunkFn", "GraphChunkFn", "chunk_starts", "crossfade_window", "default_settings",
     "graph_chunk_fn", "separate_in_chunks", "separate_waveform", "settings_of",
 ]
 
@@ -41,9 +41,6 @@ ChunkFn = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
 Sink = Callable[[str, np.ndarray], None]
 """Receives ``(name, finished waveform segment (C', n))`` in order, for streaming writes."""
-
-
-SeparationSettings = AudioSettings  # the chunk driver's view of audio.settings (one definition)
 
 
 def default_settings() -> AudioSettings:
@@ -266,7 +263,7 @@ def separate_waveform(
     """Separate one waveform ``(C, S)`` in crossfaded chunks with the separator's own settings.
 
     The one separation driver of tfmusic: ``tfmusic separate`` and ``tfmusic evaluate`` both call
-    it. ``settings`` (a :class:`SeparationSettings`, or anything :func:`settings_of` reads, such as
+    it. ``settings`` (a :class:`~tfmusic.audio.settings.AudioSettings`, or anything :func:`settings_of` reads, such as
     the Separator) defaults to what ``separate_chunk`` carries (a :class:`GraphChunkFn` carries its
     model's), else tfmusic's defaults. Chunks are whole STFT hops, at least ``MIN_CHUNK_SECONDS``
     (shorter audio is zero-padded and cropped back). Returns :func:`separate_in_chunks`' outputs:
