@@ -5,7 +5,15 @@ Layout under ``<run_dir>/checkpoints/``:
 - ``ckpt-<step>.*`` + ``checkpoint``: the latest ``keep`` full checkpoints (every object the task
   lists in ``checkpoint_items()`` - models, optimizers with their slots and iteration counters,
   loss-scale state, RNG states - plus the trainer's :class:`TrainerState`).
-- ``best/``: the exported model's weights at the best evaluation so far (one checkpoint).
+- ``best/best-<step>.*``: the exported model's weights at the best evaluation so far.
+
+Crash safety (SIGKILL at any point, see ``tfmusic.training.faults`` and tests/test_reliability_kill.py):
+TensorFlow writes a checkpoint's files under temporary names and the ``checkpoint`` pointer file
+last, atomically, so a resume never reads a half-written checkpoint. A best-model checkpoint is
+only *committed* by the next full checkpoint, whose trainer state names its step: ``restore_best``
+loads exactly that step, and older or orphaned ``best-*`` files (written after the last full
+checkpoint by a run that was then killed) are pruned only after a full checkpoint commits.
+``model.keras`` is written to a temporary name and renamed into place.
 
 With ``MultiWorkerMirroredStrategy`` every worker must take part in saving; only the chief writes
 into the run directory, the others save into a private scratch folder that is deleted again.
@@ -14,12 +22,16 @@ into the run directory, the others save into a private scratch folder that is de
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import tensorflow as tf
+
+from tfmusic.training import faults
 
 RESERVED_ITEM = "trainer"
 
@@ -91,9 +103,7 @@ class CheckpointKeeper:
             checkpoint_name="ckpt",
         )
         self.best_checkpoint = tf.train.Checkpoint(model=as_trackable(best_model, "model"))
-        self.best_manager = tf.train.CheckpointManager(
-            self.best_checkpoint, str(save_dir / "best"), max_to_keep=1, checkpoint_name="best"
-        )
+        self._best_dir = save_dir / "best"
         # Resume always reads the chief's files (a shared file system for multi-worker runs).
         self._latest_reader = tf.train.CheckpointManager(
             self.checkpoint, str(self.directory), max_to_keep=keep, step_counter=state.step,
@@ -118,23 +128,48 @@ class CheckpointKeeper:
             ) from None
         return True
 
-    def save(self, step: int) -> str:
-        path = self.manager.save(checkpoint_number=step)
+    def save(self, step: int, best_step: int | None = None) -> str:
+        """A full checkpoint at ``step``; it commits the best checkpoint ``best_step`` (the others go)."""
+        options = tf.train.CheckpointOptions(experimental_write_callbacks=[lambda: faults.point("checkpoint-write")])
+        path = self.manager.save(checkpoint_number=step, options=options)
+        self._prune_best(keep=best_step)
         self._clean_scratch()
         return path
 
     def save_best(self, step: int) -> str:
-        path = self.best_manager.save(checkpoint_number=step)
+        """The export model's weights as ``best/best-<step>`` (committed by the next :meth:`save`)."""
+        path = self.best_checkpoint.write(str(self._best_dir / f"best-{step}"))
+        faults.point("best-write")
         self._clean_scratch()
         return path
 
-    def restore_best(self) -> bool:
-        """Load the best weights into the export model (from the chief's directory)."""
-        path = tf.train.latest_checkpoint(str(self.directory / "best"))
-        if path is None:
+    def restore_best(self, step: int | None) -> bool:
+        """Load the best weights of ``step`` (the committed trainer state's best step) into the
+        export model, from the chief's directory; False when there are none."""
+        if step is None:
             return False
-        self.best_checkpoint.restore(path).assert_consumed()
+        prefix = self.directory / "best" / f"best-{int(step)}"
+        if not Path(f"{prefix}.index").is_file():
+            return False
+        self.best_checkpoint.read(str(prefix)).assert_consumed()  # read: written by write()
         return True
+
+    def _prune_best(self, keep: int | None) -> None:
+        """Delete every ``best-<n>`` but ``keep`` (run after a full checkpoint committed it)."""
+        if not self._best_dir.is_dir():
+            return
+        if keep is not None and Path(f"{self._best_dir / f'best-{int(keep)}'}.index").is_file():
+            # the pointer (atomic) for tf.train.latest_checkpoint readers, only for a committed best
+            tf.compat.v1.train.update_checkpoint_state(str(self._best_dir), f"best-{int(keep)}")
+        pattern = re.compile(r"^best-(\d+)[._]")
+        for child in self._best_dir.iterdir():
+            match = pattern.match(child.name)
+            if match is None or (keep is not None and int(match.group(1)) == int(keep)):
+                continue
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
     def _clean_scratch(self) -> None:
         if self._scratch is not None:
@@ -148,3 +183,14 @@ class CheckpointKeeper:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+
+
+def save_model_atomic(model: Any, path: str | Path) -> None:
+    """``model.save(path)`` through a temporary sibling renamed into place: Keras writes the zip
+    in place, so a kill mid-save would otherwise leave a torn ``model.keras`` for loaders to find."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # Keras insists on the .keras suffix
+    tmp.unlink(missing_ok=True)
+    model.save(tmp)
+    faults.point("model-export")
+    os.replace(tmp, path)

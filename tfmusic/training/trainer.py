@@ -47,7 +47,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState
+from tfmusic.training import faults
+from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState, save_model_atomic
 from tfmusic.training.config import TrainerConfig, save_json
 from tfmusic.training.loop_state import LoopMeters, LoopState
 from tfmusic.training.rundir import check_run_dir
@@ -263,6 +264,7 @@ class Trainer:
         except (StopIteration, tf.errors.OutOfRangeError):
             raise ValueError(f"task {self.task.name!r}: the training dataset yielded no batches") from None
         values = {k: float(v) for k, v in metrics.items()}  # waits for the step to finish
+        faults.point("train-step")
         run.step = step
         self._state.step.assign(step)
         if step == run.start + 1:
@@ -307,7 +309,7 @@ class Trainer:
     def _save(self, run: LoopState) -> str:
         """A full checkpoint of the task and the loop state at ``run.step``."""
         run.store(self._state)
-        path = self._keeper.save(run.step)
+        path = self._keeper.save(run.step, best_step=run.early.best_step)
         run.last_saved = run.step
         return path
 
@@ -319,11 +321,11 @@ class Trainer:
         model_path = None
         if self.chief:
             model_path = str(self.run_dir / "model.keras")
-            if early.best_step is not None and keeper.restore_best():
-                self.task.export_model().save(model_path)
+            if keeper.restore_best(early.best_step):
+                save_model_atomic(self.task.export_model(), model_path)
                 keeper.restore_latest()  # leave the task in its final state for the caller
             else:
-                self.task.export_model().save(model_path)
+                save_model_atomic(self.task.export_model(), model_path)
             save_json({"history": history}, self.run_dir / "history.json")
         self._final = {**self._final, **{f"eval_{k}": v for k, v in (history[-1]["eval"] if history else {}).items()}}
         if early.best is not None:
