@@ -72,6 +72,12 @@ def test_synthesize_rejects_bad_arguments(tmp_path):
         synth.synthesize(tmp_path, songs=1, sample_rate=16000)
     with pytest.raises(ValueError, match="songs"):
         synth.synthesize(tmp_path, songs=0)
+    with pytest.raises(ValueError, match="mixing"):
+        synth.synthesize(tmp_path, songs=1, mixing="loud")
+    with pytest.raises(ValueError, match="unknown genre 'polka'"):
+        synth.synthesize(tmp_path, songs=1, genres=["polka"])
+    with pytest.raises(ValueError, match="drum-kit SoundFont"):
+        synth.synthesize(tmp_path, songs=1, drum_soundfonts=["bundled"])
 
 
 def test_soundfont_option(tmp_path, capsys):
@@ -83,12 +89,13 @@ def test_soundfont_option(tmp_path, capsys):
     custom = tmp_path / "MyGM.sf2"
     shutil.copy(synth.soundfont_path(), custom)
     args = ["--songs", "1", "--seed", "2", "--seconds", "5", "--sample-rate", "22050", "--quiet"]
-    assert main(["data", "synthesize", "--out", str(tmp_path / "default"), *args]) == 0
+    assert main(["data", "synthesize", "--out", str(tmp_path / "default"), "--soundfont", "bundled", *args]) == 0
     assert main(["data", "synthesize", "--out", str(tmp_path / "custom"), "--soundfont", str(custom), *args]) == 0
     default_m = json.loads((tmp_path / "default" / "synth_manifest.json").read_text())
     custom_m = json.loads((tmp_path / "custom" / "synth_manifest.json").read_text())
-    assert default_m["soundfont"] == "TimGM6mb.sf2" and custom_m["soundfont"] == "MyGM.sf2"
-    assert custom_m["soundfont_sha256"] == default_m["soundfont_sha256"]
+    assert [f["name"] for f in default_m["soundfonts"]] == ["TimGM6mb.sf2"]
+    assert [f["name"] for f in custom_m["soundfonts"]] == ["MyGM.sf2"]
+    assert custom_m["soundfonts"][0]["sha256"] == default_m["soundfonts"][0]["sha256"]
     assert default_m["renderer"].startswith("midirenderer ") and "wall_seconds" not in default_m
     wavs = {e["file"]: e["sha256"] for e in default_m["files"] if e["file"].endswith(".wav")}
     assert wavs == {e["file"]: e["sha256"] for e in custom_m["files"] if e["file"].endswith(".wav")}

@@ -26,10 +26,22 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="song length in seconds (default 20)")
     parser.add_argument("--sample-rate", type=int, default=44100, choices=(22050, 44100),
                         help="output sample rate in Hz (default 44100)")
-    parser.add_argument("--soundfont", metavar="PATH", default=None,
-                        help="SoundFont 2 file to render with, local or gs:// (default: TimGM6mb.sf2 bundled with "
-                        "pretty_midi, reproducible from pip alone; Debian's fluid-soundfont-gm, "
-                        "/usr/share/sounds/sf2/FluidR3_GM.sf2, sounds much better)")
+    parser.add_argument("--soundfont", metavar="PATH", action="append", default=None,
+                        help="SoundFont 2 file to render with, local or gs://; repeat it to draw one per song "
+                        "(default: Debian's fluid-soundfont-gm, /usr/share/sounds/sf2/FluidR3_GM.sf2, when "
+                        "installed, else 'bundled': TimGM6mb.sf2 from pretty_midi, reproducible from pip alone)")
+    parser.add_argument("--drum-soundfont", metavar="PATH", action="append", default=[],
+                        help="drum-kit SoundFont (one preset, GM drum notes; e.g. Debian's avldrums.lv2-soundfont) "
+                        "that plays the drums of about half of the songs; repeatable")
+    parser.add_argument("--mixing", choices=("standard", "holdout", "dry"), default="standard",
+                        help="per-stem production chain: standard (EQ, compression, reverb, panning, loudness; "
+                        "training data), holdout (effects and ranges standard never uses: for measuring how "
+                        "models meet another production style) or dry (gain and pan only) (default standard)")
+    parser.add_argument("--genres", default=None, metavar="G1,G2",
+                        help="composed styles to draw from (default: all of rock, pop, funk, disco, hiphop, jazz, "
+                        "ballad, reggae, metal, folk)")
+    parser.add_argument("--chorale-share", type=float, default=0.25, metavar="P",
+                        help="share of songs arranged from music21's Bach chorales instead of composed (default 0.25)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -70,7 +82,10 @@ def run_synthesize(args: argparse.Namespace) -> int:
     try:
         manifest = synth.synthesize(args.out, args.songs, seed=args.seed, seconds=args.seconds,
                                     sample_rate=args.sample_rate, beam_args=getattr(args, "extra_args", []),
-                                    progress=not args.quiet, soundfont=args.soundfont)
+                                    progress=not args.quiet, soundfonts=args.soundfont,
+                                    drum_soundfonts=args.drum_soundfont, mixing=args.mixing,
+                                    genres=[g.strip() for g in args.genres.split(",") if g.strip()]
+                                    if args.genres else None, chorale_share=args.chorale_share)
     except ValueError as err:
         raise CliError(str(err)) from err
     if "template_location" in manifest:
@@ -161,8 +176,9 @@ def register(subparsers) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p = sub.add_parser("synthesize", help="render MIDI arrangements to per-instrument stems (Beam)",
-                       description="Render N songs (music21 Bach chorales + generated bass/drums, GM soundfont "
-                       "TimGM6mb or --soundfont, via midirenderer) into a MedleyDB-style folder (local or gs://) with "
+                       description="Render N songs (composed in ten popular styles or arranged from music21 Bach "
+                       "chorales, humanized, rendered with GM SoundFonts via midirenderer and mixed with per-stem "
+                       "EQ/compression/reverb/panning/loudness) into a MedleyDB-style folder (local or gs://) with "
                        "stems, mixture, MIDI and metadata YAML. Unknown flags are Beam options.")
     add_synthesize_arguments(p)
     p.set_defaults(handler=run_synthesize, accepts_extra_args=True)

@@ -1,10 +1,12 @@
-"""Synthesized multitrack songs: music21 Bach chorales + generated bass/drums -> per-instrument stems.
+"""Synthesized multitrack songs: composed and arranged MIDI -> produced per-instrument stems.
 
-No real multitrack dataset can be downloaded here, so this renders MIDI arrangements with a
-General-MIDI SoundFont: by default TimGM6mb.sf2, bundled in the pretty_midi wheel (so results are
-reproducible from pip alone), or any SoundFont 2 file given with ``soundfont=`` / ``--soundfont``
-(e.g. Debian's ``fluid-soundfont-gm``: /usr/share/sounds/sf2/FluidR3_GM.sf2, much better sounding).
-Each song is written in the MedleyDB layout::
+No real multitrack dataset can be downloaded here, so this renders MIDI arrangements with
+General-MIDI SoundFonts, each song with one of the job's SoundFonts (``--soundfont``, repeatable;
+default: Debian's ``fluid-soundfont-gm`` when installed, else TimGM6mb.sf2 bundled in the
+pretty_midi wheel, reproducible from pip alone) and optionally its drums with a drum-only kit
+(``--drum-soundfont``, e.g. Debian's ``avldrums.lv2-soundfont``). Each stem then goes through a
+production chain (:mod:`tfmusic.data.mixing`: EQ, compression, reverb, panning, loudness) and the
+song is brought to a streaming-era loudness. Each song is written in the MedleyDB layout::
 
     <Name>/<Name>_METADATA.yaml    stem labels (MedleyDB vocabulary), programs, gains, pans, tempo
     <Name>/<Name>_MIX.wav          numpy sum of the stems (exact: int16 sums of the int16 stems)
@@ -31,6 +33,7 @@ run write the same bytes). Output may be local or on any Beam filesystem.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -44,9 +47,10 @@ import numpy as np
 
 from tfmusic import beam_io, storage
 from tfmusic.audio.io import resample, to_int16, wav_bytes
+from tfmusic.data import compose
 from tfmusic.data.stems import taxonomy as tx
 from tfmusic.data.synth_plan import (  # noqa: F401  (re-exported: the plan is part of this API)
-    DEFAULT_SECONDS, INCLUDE_P, PROGRAMS, SAMPLE_RATES, SECTION_BEATS, Part, SongPlan, chorale_paths,
+    CHORALE_SHARE, DEFAULT_SECONDS, INCLUDE_P, PROGRAMS, SAMPLE_RATES, SECTION_BEATS, Part, SongPlan, chorale_paths,
     chorale_voices, plan_song, plan_summary, song_name)
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,8 @@ MANIFEST = "synth_manifest.json"
 MIX_PEAK = 0.8  # the mixture is scaled to this peak (int16 sums then never clip)
 
 
+BUNDLED = "bundled"  # --soundfont value naming the TimGM6mb.sf2 that pretty_midi installs
+SYSTEM_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # Debian's fluid-soundfont-gm
 RENDER_RATE = 48_000  # midirenderer's fixed output rate
 PART_MIDI_RESOLUTION = 1920  # ticks per quarter at 120 bpm: 0.26 ms, finer than the synth's 64-sample blocks
 END_CONTROLLER = 110  # an undefined MIDI controller set at the song's end, so renders run to full length
@@ -70,11 +76,16 @@ def soundfont_path() -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=2)
+def default_soundfonts() -> list[str | None]:
+    """FluidR3 GM when Debian's fluid-soundfont-gm is installed, else the bundled TimGM6mb (None)."""
+    return [SYSTEM_SOUNDFONT] if os.path.isfile(SYSTEM_SOUNDFONT) else [None]
+
+
+@functools.lru_cache(maxsize=8)
 def soundfont_bytes(soundfont: str | None = None) -> bytes:
     """The SoundFont's bytes (read once per process): the bundled TimGM6mb when ``soundfont`` is None,
     else the file at that local or remote (``gs://``) path."""
-    if soundfont is None:
+    if soundfont is None or soundfont == BUNDLED:
         return soundfont_path().read_bytes()
     try:
         return storage.read_bytes(soundfont)
@@ -82,13 +93,13 @@ def soundfont_bytes(soundfont: str | None = None) -> bytes:
         raise ValueError(f"soundfont {soundfont}: file does not exist") from err
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=8)
 def _soundfont_sha256(soundfont: str | None) -> str:
     return hashlib.sha256(soundfont_bytes(soundfont)).hexdigest()
 
 
 def soundfont_name(soundfont: str | None = None) -> str:
-    return soundfont_path().name if soundfont is None else storage.basename(soundfont)
+    return soundfont_path().name if soundfont in (None, BUNDLED) else storage.basename(soundfont)
 
 
 def soundfont_info(soundfont: str | None = None) -> dict:
@@ -143,15 +154,29 @@ def _render_48k(part: Part, seconds: float, sf2: bytes) -> np.ndarray:
 
 
 def render_part(part: Part, seconds: float, sample_rate: int, soundfont: str | None = None) -> np.ndarray:
-    """Render one part to float32 stereo ``(2, samples)`` at ``sample_rate``, then apply gain and pan."""
+    """Render one part to float32 stereo ``(2, samples)`` at ``sample_rate``; then its production
+    chain (``part.chain``), or for a dry plan only its gain and pan."""
+    from tfmusic.data import mixing
+
     total = int(round(seconds * sample_rate))
     audio = resample(_render_48k(part, seconds, soundfont_bytes(soundfont)), RENDER_RATE, sample_rate)
     out = np.zeros((2, total), dtype=np.float32)
     n = min(total, audio.shape[1])
     out[:, :n] = audio[:, :n]
+    if part.chain is not None:
+        return mixing.process_stem(out, sample_rate, part.chain)
     angle = (part.pan + 1.0) * np.pi / 4.0
     gains = np.array([np.cos(angle), np.sin(angle)], dtype=np.float32) * np.float32(np.sqrt(2.0))
     return (out * gains[:, None] * np.float32(10 ** (part.gain_db / 20))).astype(np.float32)
+
+
+def part_soundfont(plan: SongPlan, part: Part, soundfonts: Sequence[str | None],
+                   drum_soundfonts: Sequence[str] = ()) -> tuple[Part, str | None]:
+    """The part to render and the SoundFont to render it with: a drum-only kit plays its one
+    preset (program 0), so the part is rendered as program 0 there."""
+    if part.is_drum and plan.drum_soundfont >= 0 and drum_soundfonts:
+        return dataclasses.replace(part, program=0), drum_soundfonts[plan.drum_soundfont]
+    return part, soundfonts[plan.soundfont % len(soundfonts)]
 
 
 def song_midi(plan: SongPlan) -> bytes:
@@ -169,14 +194,21 @@ def song_midi(plan: SongPlan) -> bytes:
     return buf.getvalue()
 
 
-def render_files(plan: SongPlan, soundfont: str | None = None) -> tuple[dict[str, bytes], dict]:
+def render_files(plan: SongPlan, soundfonts: Sequence[str | None] = (None,),
+                 drum_soundfonts: Sequence[str] = ()) -> tuple[dict[str, bytes], dict]:
     """Render ``plan`` in memory: ``({relative file name: bytes}, summary)`` in the MedleyDB layout."""
     import yaml
 
+    from tfmusic.data import mixing
+
     name = plan.name
-    audio = [render_part(p, plan.seconds, plan.sample_rate, soundfont) for p in plan.parts]
-    peak = max([float(np.abs(np.sum(audio, axis=0)).max())] + [float(np.abs(a).max()) for a in audio])
-    scale = MIX_PEAK / peak if peak > 0 else 1.0
+    fonts = [part_soundfont(plan, p, soundfonts, drum_soundfonts) for p in plan.parts]
+    audio = [render_part(p, plan.seconds, plan.sample_rate, sf) for p, sf in fonts]
+    if plan.mixing == "dry":
+        peak = max([float(np.abs(np.sum(audio, axis=0)).max())] + [float(np.abs(a).max()) for a in audio])
+        scale = MIX_PEAK / peak if peak > 0 else 1.0
+    else:
+        scale = mixing.master_gain(audio, plan.sample_rate, plan.mix_lufs)
     pcm = [to_int16(a * scale) for a in audio]
     mix = np.sum([p.astype(np.int32) for p in pcm], axis=0)
     if np.abs(mix).max() > 32767:
@@ -193,14 +225,17 @@ def render_files(plan: SongPlan, soundfont: str | None = None) -> tuple[dict[str
             "program": part.program, "is_drum": part.is_drum, "gain_db": round(part.gain_db, 3),
             "pan": round(part.pan, 3), "role": part.role, "notes": len(part.notes),
             "mean_note_seconds": round(active, 4), "midi_track": k - 1,
+            "soundfont": soundfont_name(fonts[k - 1][1]),
+            **({"chain": part.chain.summary()} if part.chain is not None else {}),
         }
     mix_name = f"{name}_MIX.wav"
     files[f"{name}/{mix_name}"] = wav_bytes(mix.astype(np.int16), plan.sample_rate, name=mix_name)
     files[f"{name}/{name}.mid"] = song_midi(plan)
     meta = {
         "artist": "tfmusic synth", "title": f"{plan.source} (seed {plan.seed}, song {plan.index})",
-        "composer": "J. S. Bach (arr. generated)", "genre": "Synthesized",
-        "origin": f"tfmusic synth ({soundfont_name(soundfont)} via midirenderer)",
+        "composer": "J. S. Bach (arr. generated)" if plan.genre == "chorale" else "tfmusic compose",
+        "genre": plan.genre, "mixing": plan.mixing, "mix_lufs": plan.mix_lufs,
+        "origin": f"tfmusic synth ({soundfont_name(soundfonts[plan.soundfont % len(soundfonts)])} via midirenderer)",
         "has_bleed": "no", "instrumental": "no" if any(p.instrument == tx.VOCALS for p in plan.parts) else "yes",
         "mix_filename": mix_name, "stem_dir": f"{name}_STEMS", "midi_filename": f"{name}.mid",
         "source_score": plan.source, "tempo_bpm": plan.tempo_bpm, "seed": plan.seed, "index": plan.index,
@@ -208,16 +243,50 @@ def render_files(plan: SongPlan, soundfont: str | None = None) -> tuple[dict[str
         "section_beats": SECTION_BEATS, "mix_scale": round(scale, 6), "stems": stems_meta,
     }
     files[f"{name}/{name}_METADATA.yaml"] = yaml.safe_dump(meta, sort_keys=False).encode("utf-8")
-    summary = {"name": name, "index": plan.index, "status": "written",
+    summary = {"name": name, "index": plan.index, "status": "written", "genre": plan.genre,
+               "soundfont": soundfont_name(soundfonts[plan.soundfont % len(soundfonts)]),
                "instruments": sorted({p.instrument for p in plan.parts}), "stems": len(plan.parts),
                "notes": sum(len(p.notes) for p in plan.parts), "seconds": plan.seconds}
     return files, summary
 
 
-def render_song(plan: SongPlan, out_dir: str | os.PathLike, soundfont: str | None = None) -> dict:
+@dataclasses.dataclass(frozen=True)
+class SynthSettings:
+    """Everything a song depends on besides its index: song ``i`` of equal settings is the same
+    wherever it is rendered. SoundFont entries are paths (local or ``gs://``) or None (bundled)."""
+
+    seed: int = 0
+    seconds: float = DEFAULT_SECONDS
+    sample_rate: int = 44_100
+    soundfonts: tuple[str | None, ...] = (None,)
+    drum_soundfonts: tuple[str, ...] = ()
+    mixing: str = "standard"
+    genres: tuple[str, ...] | None = None
+    chorale_share: float = CHORALE_SHARE
+
+    def plan(self, index: int) -> SongPlan:
+        return plan_song(self.seed, index, self.seconds, self.sample_rate, soundfonts=len(self.soundfonts),
+                         drum_soundfonts=len(self.drum_soundfonts), mixing_style=self.mixing,
+                         genres=self.genres, chorale_share=self.chorale_share)
+
+    def render(self, index: int) -> tuple[dict[str, bytes], dict]:
+        return render_files(self.plan(index), self.soundfonts, self.drum_soundfonts)
+
+    def all_soundfonts(self) -> tuple[str | None, ...]:
+        return tuple(self.soundfonts) + tuple(self.drum_soundfonts)
+
+    def manifest_params(self, infos: list[dict]) -> dict:
+        n = len(self.soundfonts)
+        return {"seed": self.seed, "seconds": self.seconds, "sample_rate": self.sample_rate,
+                "mixing": self.mixing, "genres": list(self.genres or compose.GENRE_NAMES),
+                "chorale_share": self.chorale_share, "soundfonts": infos[:n], "drum_soundfonts": infos[n:]}
+
+
+def render_song(plan: SongPlan, out_dir: str | os.PathLike, soundfonts: Sequence[str | None] = (None,),
+                drum_soundfonts: Sequence[str] = ()) -> dict:
     """Render ``plan`` into ``out_dir/<name>/`` (local or remote, MedleyDB layout); returns the summary.
     (Outside Beam; the job stages the same files through :func:`render_and_stage`.)"""
-    files, summary = render_files(plan, soundfont)
+    files, summary = render_files(plan, soundfonts, drum_soundfonts)
     for rel, data in files.items():
         storage.write_bytes(storage.join(os.fspath(out_dir), *rel.split("/")), data)
     return summary
@@ -233,44 +302,44 @@ def check_soundfont(soundfont: str | None, sha256: str | None) -> None:
                            f"the driver checked {sha256} (install the same pretty_midi / use a gs:// soundfont)")
 
 
-def render_and_stage(index: int, staging: str, seed: int, seconds: float, sample_rate: int,
-                     soundfont: str | None = None, soundfont_sha256: str | None = None) -> dict:
+def render_and_stage(index: int, staging: str, settings: SynthSettings,
+                     soundfont_sha256: Sequence[str | None] = ()) -> dict:
     """Worker side of one song: plan, render in memory, stage every file. A failing song becomes a
     reject (nothing of it is finalized) instead of killing the job."""
-    check_soundfont(soundfont, soundfont_sha256)
+    for font, sha in zip(settings.all_soundfonts(), soundfont_sha256):
+        check_soundfont(font, sha)
     try:
-        files, summary = render_files(plan_song(seed, index, seconds, sample_rate), soundfont)
+        files, summary = settings.render(index)
         entries = [beam_io.stage_bytes(staging, rel, data) for rel, data in sorted(files.items())]
     except Exception as err:  # reported in the manifest, the other songs still render
         log.exception("song %d failed", index)
-        return {"summary": {"name": song_name(seed, index), "index": index, "status": "rejected",
+        return {"summary": {"name": song_name(settings.seed, index), "index": index, "status": "rejected",
                             "reason": f"{type(err).__name__}: {err}"}, "files": []}
     summary["files"] = sorted(files)
     return {"summary": summary, "files": entries}
 
 
-def SynthesizeStems(out_dir: str, songs: int, *, seed: int = 0, seconds: float = 20.0,  # noqa: N802
-                    sample_rate: int = 44_100, soundfont: str | None = None, soundfont_info: dict | None = None,
-                    run_id: str | None = None, progress: bool = False):
+def SynthesizeStems(out_dir: str, songs: int, settings: SynthSettings, *,  # noqa: N802
+                    soundfont_infos: list[dict] | None = None, run_id: str | None = None, progress: bool = False):
     """PTransform (apply to the pipeline root): render ``songs`` songs into ``out_dir``; its output is
     one element, the path of the finished ``synth_manifest.json``. ``out_dir`` must be prepared
-    (:func:`prepare`) by the driver first."""
+    (:func:`prepare`) by the driver first; ``soundfont_infos`` are the driver's checks
+    (:func:`soundfont_info`), whose sha256 every worker verifies."""
     import apache_beam as beam
 
     from tfmusic.beam_options import progress_dofn
 
     staging = beam_io.staging_dir(out_dir, run_id or beam_io.new_run_id())
-    sf_info = dict(soundfont_info or {"name": soundfont_name(soundfont), "sha256": None})
-    params = {"job": "synthesize_stems", "seed": seed, "seconds": seconds, "sample_rate": sample_rate,
-              "soundfont": sf_info["name"], "soundfont_sha256": sf_info["sha256"], "layout": "medleydb"}
+    infos = soundfont_infos or [{"name": soundfont_name(f), "sha256": None} for f in settings.all_soundfonts()]
+    shas = [info["sha256"] for info in infos]
+    params = {"job": "synthesize_stems", **settings.manifest_params(infos), "layout": "medleydb"}
 
     class _Synthesize(beam.PTransform):
         def expand(self, root):
             rendered = (root
                         | "Songs" >> beam.Create(list(range(songs)), reshuffle=True)
                         | "RenderAndStage" >> beam.ParDo(progress_dofn(
-                            lambda i: render_and_stage(i, staging, seed, seconds, sample_rate, soundfont,
-                                                       sf_info["sha256"]),
+                            lambda i: render_and_stage(i, staging, settings, shas),
                             total=songs, desc="synthesize: songs", unit="song", enabled=progress)))
             summaries = (rendered
                          | "Summaries" >> beam.Map(lambda r: r["summary"])
@@ -324,13 +393,20 @@ def synthesize(
     sample_rate: int = 44_100,
     beam_args: Sequence[str] = (),
     progress: bool = True,
-    soundfont: str | os.PathLike | None = None,
+    soundfonts: Sequence[str | os.PathLike | None] | None = None,
+    drum_soundfonts: Sequence[str | os.PathLike] = (),
+    mixing: str = "standard",
+    genres: Sequence[str] | None = None,
+    chorale_share: float = CHORALE_SHARE,
 ) -> dict:
     """The Beam job: render ``songs`` songs in parallel into ``out_dir`` (local or ``gs://``...);
-    writes ``synth_manifest.json``. Returns the manifest with this run's ``wall_seconds`` added (not
-    written); with ``--template_location`` only the Dataflow template is written and
-    ``{"template_location", "out"}`` is returned."""
+    writes ``synth_manifest.json``. ``soundfonts`` default to :func:`default_soundfonts`; an entry
+    None or ``"bundled"`` is pretty_midi's TimGM6mb. Returns the manifest with this run's
+    ``wall_seconds`` added (not written); with ``--template_location`` only the Dataflow template is
+    written and ``{"template_location", "out"}`` is returned."""
     from tfmusic.beam_options import flag_value, run_pipeline
+    from tfmusic.data import mixing as mixing_module
+    from tfmusic.data.stems.layouts import check_worker_path
 
     if songs < 1:
         raise ValueError(f"songs must be >= 1, got {songs}")
@@ -338,22 +414,35 @@ def synthesize(
         raise ValueError(f"sample rate must be one of {SAMPLE_RATES}, got {sample_rate}")
     if not 5.0 <= seconds <= 600.0:
         raise ValueError(f"seconds must be within [5, 600], got {seconds}")
+    if mixing not in mixing_module.STYLES:
+        raise ValueError(f"mixing must be one of {', '.join(mixing_module.STYLES)}, got {mixing!r}")
+    if not 0.0 <= chorale_share <= 1.0:
+        raise ValueError(f"chorale share must be within [0, 1], got {chorale_share}")
+    for genre in genres or ():
+        compose.genre_by_name(genre)
     start = time.time()
-    from tfmusic.data.stems.layouts import check_worker_path
-
     out = storage.check_path(out_dir, what="output")
     check_worker_path(out, "--out", beam_args)
-    if soundfont is not None:  # (the bundled default is installed on every worker with pretty_midi)
-        soundfont = storage.check_path(soundfont, what="soundfont")
-        if storage.is_local(soundfont):
-            soundfont = os.path.abspath(soundfont)
-        check_worker_path(soundfont, "--soundfont", beam_args)
-    sf_info = soundfont_info(soundfont)
+
+    def checked(font, flag):
+        if font is None or font == BUNDLED:  # installed on every worker with pretty_midi
+            return None
+        font = storage.check_path(os.fspath(font), what="soundfont")
+        font = os.path.abspath(font) if storage.is_local(font) else font
+        check_worker_path(font, flag, beam_args)
+        return font
+
+    fonts = tuple(checked(f, "--soundfont") for f in (default_soundfonts() if not soundfonts else soundfonts))
+    drums = tuple(checked(f, "--drum-soundfont") for f in drum_soundfonts)
+    if None in drums:
+        raise ValueError("--drum-soundfont wants a drum-kit SoundFont file, not the bundled GM font")
+    settings = SynthSettings(seed, seconds, sample_rate, fonts, drums, mixing,
+                             tuple(genres) if genres else None, chorale_share)
+    infos = [soundfont_info(f) for f in settings.all_soundfonts()]
     chorale_paths()  # fail early (and warm the corpus cache) before workers start
     out = prepare(out)
     finished = run_pipeline(lambda p: p | "SynthesizeStems" >> SynthesizeStems(
-        out, songs, seed=seed, seconds=seconds, sample_rate=sample_rate, soundfont=soundfont,
-        soundfont_info=sf_info, progress=progress), beam_args)
+        out, songs, settings, soundfont_infos=infos, progress=progress), beam_args)
     if not finished:
         return {"template_location": flag_value(beam_args, "--template_location"), "out": out}
     manifest = read_manifest(out)

@@ -1,10 +1,12 @@
 """The arrangements of the synthesized multitrack songs: what each instrument plays, decided per seed.
 
-music21 Bach chorales give the harmony and the four voices (played by vocals, piano, guitars or
-other instruments); bass lines and drum patterns are generated; programs, tempo, gain and panning
-are random and instruments are muted per section, so they enter and leave. Everything derives from
-``(seed, index)``, so a song is the same whichever worker plans it. Rendering is
-:mod:`tfmusic.data.synth`.
+Two kinds of material: procedurally composed songs in ten popular styles
+(:mod:`tfmusic.data.compose`: grooves, bass lines, comping, sung or played leads), and music21 Bach
+chorales (four real voices for vocals, piano, guitars or other instruments, with generated bass and
+drums). Every part is humanized (timing, swing, velocity); programs, tempo, SoundFont and the
+per-stem mixing chain (:mod:`tfmusic.data.mixing`) are drawn per song, and instruments are muted
+per section, so they enter and leave. Everything derives from ``(seed, index)``, so a song is the
+same whichever worker plans it. Rendering is :mod:`tfmusic.data.synth`.
 """
 
 from __future__ import annotations
@@ -15,24 +17,31 @@ from pathlib import Path
 
 import numpy as np
 
+from tfmusic.data import compose, mixing
 from tfmusic.data.stems import taxonomy as tx
 
 DEFAULT_SECONDS = 20.0
+CHORALE_SHARE = 0.25  # share of songs arranged from Bach chorales; the rest are composed in a genre
 SAMPLE_RATES = (22_050, 44_100)
 SECTION_BEATS = 8  # two 4/4 bars per section: the unit in which instruments are muted
 
 # (GM program, MedleyDB label) per taxonomy instrument; drums use bank 128 on GM channel 10.
 PROGRAMS: dict[str, tuple[tuple[int, str], ...]] = {
-    tx.VOCALS: ((52, "choir"), (53, "vocalists")),
+    tx.VOCALS: ((52, "choir"), (53, "vocalists"), (54, "vocalists"), (85, "vocalists")),
     tx.PIANO: ((0, "piano"), (1, "piano"), (2, "piano"), (4, "electric piano"), (5, "electric piano")),
     tx.ELECTRIC_GUITAR: ((26, "clean electric guitar"), (27, "clean electric guitar"),
                          (28, "clean electric guitar"), (29, "distorted electric guitar"),
                          (30, "distorted electric guitar")),
     tx.ACOUSTIC_GUITAR: ((24, "acoustic guitar"), (25, "acoustic guitar")),
-    tx.BASS: ((32, "double bass"), (33, "electric bass"), (34, "electric bass"), (35, "electric bass")),
-    tx.OTHER: ((48, "string section"), (40, "violin"), (42, "cello"), (71, "clarinet"), (73, "flute"),
-               (56, "trumpet"), (81, "synthesizer"), (19, "pipe organ")),
-    tx.DRUMS: ((0, "drum set"),),
+    tx.BASS: ((32, "double bass"), (33, "electric bass"), (34, "electric bass"), (35, "electric bass"),
+              (36, "electric bass"), (37, "electric bass"), (38, "synth bass"), (39, "synth bass")),
+    tx.OTHER: ((48, "string section"), (49, "string section"), (40, "violin"), (42, "cello"),
+               (71, "clarinet"), (73, "flute"), (56, "trumpet"), (61, "brass section"), (65, "alto saxophone"),
+               (66, "tenor saxophone"), (81, "synthesizer"), (89, "synthesizer"), (50, "synthesizer"),
+               (11, "vibraphone"), (16, "organ"), (17, "organ"), (18, "organ"), (19, "pipe organ"),
+               (21, "accordion")),
+    tx.DRUMS: ((0, "drum set"), (8, "drum set"), (16, "drum set"), (24, "drum machine"),
+               (25, "drum machine"), (32, "drum set"), (40, "drum set")),
 }
 # Probability that a song includes each instrument (the song's focus instrument is always in).
 INCLUDE_P = {tx.VOCALS: 0.6, tx.DRUMS: 0.7, tx.BASS: 0.8, tx.PIANO: 0.5, tx.ELECTRIC_GUITAR: 0.4,
@@ -91,6 +100,7 @@ class Part:
     pan: float
     role: str
     notes: list[tuple[float, float, int, int]] = field(default_factory=list)  # start s, end s, pitch, velocity
+    chain: mixing.StemChain | None = None  # None: the dry render, only gain and pan
 
 
 @dataclass
@@ -104,6 +114,11 @@ class SongPlan:
     source: str
     sections: int
     parts: list[Part]
+    genre: str = "chorale"
+    soundfont: int = 0  # index into the job's SoundFonts
+    drum_soundfont: int = -1  # index into the job's drum-only SoundFonts; -1: the song's SoundFont
+    mixing: str = "dry"
+    mix_lufs: float = -14.0
 
 
 def _chord_at(voices, t_q: float) -> list[int]:
@@ -206,65 +221,48 @@ def _voice_notes(rng: np.random.Generator, voice, spq: float, transpose: int) ->
             for off, dur, midi in voice]
 
 
-def plan_song(seed: int, index: int, seconds: float = DEFAULT_SECONDS, sample_rate: int = 44_100) -> SongPlan:
+def plan_song(seed: int, index: int, seconds: float = DEFAULT_SECONDS, sample_rate: int = 44_100, *,
+              soundfonts: int = 1, drum_soundfonts: int = 0, mixing_style: str = "standard",
+              genres: tuple[str, ...] | None = None, chorale_share: float = CHORALE_SHARE) -> SongPlan:
     """The arrangement of song ``index`` for ``seed``: instruments, programs, exact notes, mix settings.
 
     Song ``index`` always includes the IASS instrument ``IASS_INSTRUMENTS[index % 6]``, so any six
-    consecutive songs cover vocals, drums, bass, both guitars and piano.
+    consecutive songs cover vocals, drums, bass, both guitars and piano. ``soundfonts`` and
+    ``drum_soundfonts`` are how many the job renders with (the plan picks one of each by index);
+    ``genres`` restricts the composed styles (default: all of :data:`compose.GENRE_NAMES`).
     """
     rng = np.random.default_rng([int(seed), int(index)])
-    paths = chorale_paths()
-    start = int(rng.integers(len(paths)))
-    for k in range(len(paths)):
-        path = paths[(start + k) % len(paths)]
-        parsed = chorale_voices(path)
-        if parsed is not None:
-            break
-    else:
-        raise RuntimeError("no four-part chorale found in the music21 corpus")
-    voices, length_q = parsed
-    tempo = float(rng.uniform(72, 132))
-    spq = 60.0 / tempo
-    total_q = seconds / spq
-    looped = [_looped(v, length_q, total_q) for v in voices]
-    soprano, alto, tenor, bass_voice = looped
-
+    pool = [compose.genre_by_name(g) for g in (genres or compose.GENRE_NAMES)]
+    use_chorale = rng.random() < chorale_share
+    genre = pool[int(rng.integers(len(pool)))]
     focus = tx.IASS_INSTRUMENTS[index % len(tx.IASS_INSTRUMENTS)]
     chosen = [inst for inst in tx.INSTRUMENTS if inst == focus or rng.random() < INCLUDE_P[inst]]
     while len(chosen) < 3:
         extra = [i for i in tx.INSTRUMENTS if i not in chosen]
         chosen.append(extra[int(rng.integers(len(extra)))])
     chosen = [inst for inst in tx.INSTRUMENTS if inst in chosen]
+    if use_chorale:
+        tempo, source, arranged = _arrange_chorale(rng, chosen, seconds)
+    else:
+        tempo = float(rng.uniform(*genre.tempo))
+        source = f"composed: {genre.name}"
+        arranged = compose.compose(rng, genre, chosen, seconds, tempo)
+    spq = 60.0 / tempo
 
     parts: list[Part] = []
-    total_beats = int(np.ceil(total_q))
-    for inst in chosen:
-        program, label = PROGRAMS[inst][int(rng.integers(len(PROGRAMS[inst])))]
+    labels = {inst: dict(progs) for inst, progs in PROGRAMS.items()}
+    for k, inst in enumerate(chosen):
+        role, notes = arranged[inst]
+        preferred = (genre.kits if inst == tx.DRUMS else genre.programs.get(inst, ())) if not use_chorale else ()
+        if preferred and rng.random() < 0.75:
+            program = int(preferred[int(rng.integers(len(preferred)))])
+        else:
+            program = int(PROGRAMS[inst][int(rng.integers(len(PROGRAMS[inst])))][0])
         gain_db = float(rng.uniform(-6.0, 0.0))
-        if inst in (tx.DRUMS, tx.BASS):
-            pan = float(rng.uniform(-0.1, 0.1))
-        elif inst == tx.VOCALS:
-            pan = float(rng.uniform(-0.2, 0.2))
-        else:
-            pan = float(rng.uniform(-0.7, 0.7))
-        if inst == tx.DRUMS:
-            notes, role = _drum_pattern(rng, total_beats, spq), "generated drums"
-        elif inst == tx.BASS:
-            notes, role = _bass_line(rng, bass_voice, total_q, spq), "generated bass"
-        elif inst == tx.VOCALS:
-            both = rng.random() < 0.5
-            notes = _voice_notes(rng, soprano, spq, 0) + (_voice_notes(rng, alto, spq, 0) if both else [])
-            role = "soprano+alto" if both else "soprano"
-        elif inst in (tx.PIANO, tx.ACOUSTIC_GUITAR) or (inst == tx.ELECTRIC_GUITAR and rng.random() < 0.6):
-            strum = inst != tx.PIANO
-            notes = _comp(rng, looped, total_q, spq, strum, 40 if strum else 48, 76 if strum else 84)
-            role = "chords"
-        else:
-            voice, role = ((tenor, "tenor") if rng.random() < 0.5 else (alto, "alto"))
-            if tx.VOCALS not in chosen and rng.random() < 0.5:
-                voice, role = soprano, "soprano"
-            notes = _voice_notes(rng, voice, spq, 12 if inst == tx.ELECTRIC_GUITAR and role == "tenor" else 0)
-        parts.append(Part(inst, label, program, inst == tx.DRUMS, gain_db, pan, role, notes))
+        chain = (None if mixing_style == "dry"
+                 else mixing.draw_chain(np.random.default_rng([int(seed), int(index), 7, k]), inst, mixing_style))
+        pan = chain.pan if chain is not None else float(rng.uniform(-1, 1) * mixing.PAN_WIDTH[inst])
+        parts.append(Part(inst, labels[inst][program], program, inst == tx.DRUMS, gain_db, pan, role, notes, chain))
 
     # Sections: each part is muted in some sections so instruments enter and leave.
     section_s = SECTION_BEATS * spq
@@ -290,8 +288,54 @@ def plan_song(seed: int, index: int, seconds: float = DEFAULT_SECONDS, sample_ra
         part.notes = sorted(kept)
     parts = [p for p in parts if p.notes]
     name = song_name(seed, index)
+    soundfont = int(rng.integers(max(1, soundfonts)))
+    drum_soundfont = int(rng.integers(drum_soundfonts)) if drum_soundfonts and rng.random() < 0.5 else -1
     return SongPlan(name, int(seed), int(index), float(seconds), int(sample_rate), round(tempo, 3),
-                    Path(path).name, n_sections, parts)
+                    source, n_sections, parts, genre="chorale" if use_chorale else genre.name,
+                    soundfont=soundfont, drum_soundfont=drum_soundfont, mixing=mixing_style,
+                    mix_lufs=round(float(rng.uniform(*mixing.MIX_LUFS)), 2))
+
+
+def _arrange_chorale(rng: np.random.Generator, chosen: list[str], seconds: float):
+    """A Bach chorale arranged for ``chosen``: ``(tempo, source file, {instrument: (role, notes)})``."""
+    paths = chorale_paths()
+    start = int(rng.integers(len(paths)))
+    for k in range(len(paths)):
+        path = paths[(start + k) % len(paths)]
+        parsed = chorale_voices(path)
+        if parsed is not None:
+            break
+    else:
+        raise RuntimeError("no four-part chorale found in the music21 corpus")
+    voices, length_q = parsed
+    tempo = float(rng.uniform(72, 132))
+    spq = 60.0 / tempo
+    total_q = seconds / spq
+    looped = [_looped(v, length_q, total_q) for v in voices]
+    soprano, alto, tenor, bass_voice = looped
+    total_beats = int(np.ceil(total_q))
+    arranged = {}
+    for inst in chosen:
+        if inst == tx.DRUMS:
+            notes, role = _drum_pattern(rng, total_beats, spq), "generated drums"
+        elif inst == tx.BASS:
+            notes, role = _bass_line(rng, bass_voice, total_q, spq), "generated bass"
+        elif inst == tx.VOCALS:
+            both = rng.random() < 0.5
+            notes = _voice_notes(rng, soprano, spq, 0) + (_voice_notes(rng, alto, spq, 0) if both else [])
+            role = "soprano+alto" if both else "soprano"
+        elif inst in (tx.PIANO, tx.ACOUSTIC_GUITAR) or (inst == tx.ELECTRIC_GUITAR and rng.random() < 0.6):
+            strum = inst != tx.PIANO
+            notes = _comp(rng, looped, total_q, spq, strum, 40 if strum else 48, 76 if strum else 84)
+            role = "chords"
+        else:
+            voice, role = ((tenor, "tenor") if rng.random() < 0.5 else (alto, "alto"))
+            if tx.VOCALS not in chosen and rng.random() < 0.5:
+                voice, role = soprano, "soprano"
+            notes = _voice_notes(rng, voice, spq, 12 if inst == tx.ELECTRIC_GUITAR and role == "tenor" else 0)
+        timing = 0.004 if inst == tx.DRUMS else 0.010
+        arranged[inst] = (role, compose.humanize(notes, rng, spq / 4, timing_sd=timing))
+    return tempo, Path(path).name, arranged
 
 
 def song_name(seed: int, index: int) -> str:
