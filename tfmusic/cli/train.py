@@ -43,7 +43,9 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", choices=("iass", "umx"), help="iass: activity-aware U-Net (mono); umx: Open-Unmix (stereo)")
+    parser.add_argument("model", choices=("iass", "umx", "iass_pitch"),
+                        help="iass: activity-aware U-Net (mono); umx: Open-Unmix (stereo); iass_pitch: IASS with a "
+                        "multi-pitch head (needs pitch-labelled stems, e.g. synthesized songs)")
     parser.add_argument("--data", help="preprocessed stems folder (output of `tfmusic data preprocess`)")
     parser.add_argument("--target", help="instrument to separate, e.g. vocals, drums, bass, piano (default vocals)")
     parser.add_argument("--config", help="YAML or JSON config file (see --print-config for every key)")
@@ -59,6 +61,7 @@ def register(subparsers) -> None:
     parser.add_argument("--eval-steps", type=int, help="batches per evaluation (trainer.eval_steps)")
     parser.add_argument("--no-eval", action="store_true", help="no evaluation split (no plateau / early stopping)")
     parser.add_argument("--stats-batches", type=int, help="batches for the input statistics (default 32)")
+    parser.add_argument("--pitch-weight", type=float, help="iass_pitch: weight of the pitch BCE (default 1)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                         help="tf.distribute strategy (multiworker reads TF_CONFIG)")
     parser.add_argument("--devices", help="mirrored: a device count (GPUs, or logical CPUs when there is no "
@@ -103,7 +106,7 @@ def _flag_layer(args: argparse.Namespace) -> dict:
         "lr": "learning_rate", "segment_seconds": "segment_seconds", "eval_every": "trainer.eval_every",
         "eval_steps": "trainer.eval_steps", "stats_batches": "stats_batches", "strategy": "trainer.strategy",
         "mixed_precision": "trainer.mixed_precision", "seed": "trainer.seed",
-        "profile_steps": "trainer.profile_steps",
+        "profile_steps": "trainer.profile_steps", "pitch_weight": "pitch_weight",
     }
     for attr, key in mapping.items():
         value = getattr(args, attr)
@@ -124,6 +127,11 @@ def run_train(args: argparse.Namespace) -> int:
     from tfmusic.cli.main import CliError
     from tfmusic.training.config import ConfigError, command_line_layers, load_config_file
     from tfmusic.training.separation import resolve_config, run_config_dict
+
+    if args.model == "iass_pitch":
+        from tfmusic.training.separation_pitch import resolve_config, run_config_dict  # noqa: F811
+    elif args.pitch_weight is not None:
+        raise CliError("--pitch-weight applies to iass_pitch only")
 
     from tfmusic.training.rundir import check_run_dir
 
@@ -177,6 +185,8 @@ def run_train(args: argparse.Namespace) -> int:
             suffix = Path(args.config).suffix.lower()
             copy_name = "config.yaml" if suffix in (".yaml", ".yml") else "config.source.json"
             shutil.copyfile(args.config, run_dir / copy_name)
+    if args.model == "iass_pitch":
+        from tfmusic.training.separation_pitch import PitchSeparationTask as SeparationTask  # noqa: F811
     task = SeparationTask(config)
     trainer = Trainer(task, config.trainer, run_dir, strategy=strategy, resume=args.resume,
                       run_config=run_config_dict(config), progress=not args.quiet)

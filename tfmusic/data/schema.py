@@ -164,7 +164,12 @@ def measures_parse_spec() -> dict:
 # MedleyDB activation confidence of each instrument per center=False STFT frame (float32 bytes).
 # Absent instruments have empty bytes (decoded as silence / zero confidence). Decoded float =
 # pcm / 32768 / scale for int16 (scale < 1 when a song was attenuated to avoid clipping).
+# Version 2 adds, for songs rendered from MIDI only, ``pitch/<instrument>``: the 88-key multi-pitch
+# roll per frame, np.packbits over keys ((frames, 11) uint8; tfmusic.data.stems.pitch). Empty bytes
+# (drums, unknown) or no such feature (real datasets, version-1 records) mean "no labels" (masked).
 # ---------------------------------------------------------------------------------------------
+
+STEMS_SCHEMA_VERSION = 2  # the manifest's "version"; 1 = no pitch labels (still read: pitch masked)
 
 STEMS_SCALARS: dict[str, str] = {
     "song_id": "string",
@@ -188,9 +193,15 @@ def stems_activity_key(instrument: str) -> str:
     return f"activity/{instrument}"
 
 
+def stems_pitch_key(instrument: str) -> str:
+    return f"pitch/{instrument}"
+
+
 def stems_example(scalars: Mapping[str, object], mixture: bytes, stems: Mapping[str, bytes],
-                  activity: Mapping[str, bytes], instruments: Iterable[str]):
-    """One stems segment record; ``instruments`` is the full taxonomy order (absent -> empty bytes)."""
+                  activity: Mapping[str, bytes], instruments: Iterable[str],
+                  pitch: Mapping[str, bytes] | None = None):
+    """One stems segment record; ``instruments`` is the full taxonomy order (absent -> empty bytes).
+    ``pitch`` (songs with MIDI only) adds ``pitch/<instrument>`` for every instrument (unknown -> empty)."""
     features = {}
     for name, dtype in STEMS_SCALARS.items():
         value = scalars[name]
@@ -204,6 +215,8 @@ def stems_example(scalars: Mapping[str, object], mixture: bytes, stems: Mapping[
     for inst in instruments:
         features[stems_stem_key(inst)] = bytes_feature([stems.get(inst, b"")])
         features[stems_activity_key(inst)] = bytes_feature([activity.get(inst, b"")])
+        if pitch is not None:
+            features[stems_pitch_key(inst)] = bytes_feature([pitch.get(inst, b"")])
     return make_example(features)
 
 
@@ -240,7 +253,8 @@ def _pb_entry(key: str, kind: int, value: bytes) -> tuple[bytes, bytes]:
 
 
 def stems_example_bytes(scalars: Mapping[str, object], mixture: bytes, stems: Mapping[str, bytes],
-                        activity: Mapping[str, bytes], instruments: Iterable[str]) -> bytes:
+                        activity: Mapping[str, bytes], instruments: Iterable[str],
+                        pitch: Mapping[str, bytes] | None = None) -> bytes:
     """:func:`stems_example` serialized, encoded on the protobuf wire directly (no TensorFlow import).
 
     Byte-identical to ``stems_example(...).SerializeToString(deterministic=True)`` (map entries in
@@ -263,6 +277,8 @@ def stems_example_bytes(scalars: Mapping[str, object], mixture: bytes, stems: Ma
     for inst in instruments:
         entries[stems_stem_key(inst)] = _pb_entry(stems_stem_key(inst), 0x0A, stems.get(inst, b""))
         entries[stems_activity_key(inst)] = _pb_entry(stems_activity_key(inst), 0x0A, activity.get(inst, b""))
+        if pitch is not None:
+            entries[stems_pitch_key(inst)] = _pb_entry(stems_pitch_key(inst), 0x0A, pitch.get(inst, b""))
     chunks = [part for key in sorted(entries, key=str.encode) for part in entries[key]]
     return b"".join([_pb_prefix(0x0A, sum(len(c) for c in chunks)), *chunks])
 
@@ -276,4 +292,5 @@ def stems_parse_spec(instruments: Iterable[str]) -> dict:
     for inst in instruments:
         spec[stems_stem_key(inst)] = tf.io.FixedLenFeature([], tf.string, default_value="")
         spec[stems_activity_key(inst)] = tf.io.FixedLenFeature([], tf.string, default_value="")
+        spec[stems_pitch_key(inst)] = tf.io.FixedLenFeature([], tf.string, default_value="")  # v2; v1: ""
     return spec

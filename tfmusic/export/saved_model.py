@@ -5,7 +5,8 @@ signature keys never depend on Keras layer names:
 
 * separation: ``serving_default`` ``waveform`` float32 ``(batch, channels, samples)`` at 44.1 kHz
   -> one output per target (same shape); ``activity`` ``waveform`` -> ``{target: (batch, frames)}``
-  for the targets that predict instrument activity. A variable-length signature has a minimum
+  for the targets that predict instrument activity; ``pitch`` ``waveform`` -> ``{target: (batch, 88, frames)}``
+  key probabilities (A0..C8) for IASS+pitch targets. A variable-length signature has a minimum
   length (the STFT's reflect padding and the model's own padding need enough samples), found by
   probing the model at export, stored as ``min_samples`` in ``tfmusic.json`` and checked in the
   graph: shorter inputs get INVALID_ARGUMENT naming the minimum, on TF Serving too.
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 WAVEFORM = "waveform"
 HOP = 1024  # chunk lengths stay whole STFT hops so activity frames line up
 ACTIVITY_SUFFIX = "_activity"
+PITCH_SUFFIX = "_pitch"  # IASS+pitch targets: (batch, 88, frames) key probabilities
 METADATA_FILE = "assets.extra/tfmusic.json"
 PARITY_TOLERANCE = 1e-4  # max |a - b| relative to the reference output's scale
 
@@ -170,7 +172,8 @@ def separator_endpoints(model, channels: int = 2, example_samples: int = 16384,
             raise ExportError(f"fixed samples must be a positive multiple of {HOP}, got {samples}")
         example_samples = samples
     shapes = _probe_outputs(model, channels, example_samples)
-    stems = sorted(k for k in shapes if not k.endswith(ACTIVITY_SUFFIX))
+    stems = sorted(k for k in shapes if not k.endswith((ACTIVITY_SUFFIX, PITCH_SUFFIX)))
+    pitch = sorted(k[: -len(PITCH_SUFFIX)] for k in shapes if k.endswith(PITCH_SUFFIX))
     activity = sorted(k[: -len(ACTIVITY_SUFFIX)] for k in shapes if k.endswith(ACTIVITY_SUFFIX))
     if not stems:
         raise ExportError(f"separator returned no stem outputs (got {sorted(shapes)})")
@@ -200,6 +203,12 @@ def separator_endpoints(model, channels: int = 2, example_samples: int = 16384,
             return {t: out[t + ACTIVITY_SUFFIX] for t in activity}
 
         endpoints.append(Endpoint("activity", serve_activity, [spec], example, activity, shortest))
+    if pitch:
+        def serve_pitch(waveform):
+            out = model(checked(waveform), training=False)
+            return {t: out[t + PITCH_SUFFIX] for t in pitch}
+
+        endpoints.append(Endpoint("pitch", serve_pitch, [spec], example, pitch, shortest))
     return endpoints
 
 
@@ -409,9 +418,12 @@ def export_separator(model, repo: str | os.PathLike, name: str, version: int | N
                      overwrite: bool = False, validate: bool = True) -> tuple[Path, ValidationReport | None]:
     """Export a waveform -> ``{target: stem, target_activity: frames}`` Keras model for serving."""
     endpoints = separator_endpoints(model, channels=channels, example_samples=example_samples, samples=samples)
+    named = {e.name: e.outputs for e in endpoints}
     meta = {"kind": "separator", "targets": endpoints[0].outputs, "channels": channels, "samples": samples,
             "min_samples": endpoints[0].min_samples,
-            "activity_targets": endpoints[1].outputs if len(endpoints) > 1 else []}
+            "activity_targets": named.get("activity", [])}
+    if "pitch" in named:
+        meta["pitch_targets"] = named["pitch"]
     return export_endpoints(model, endpoints, repo, name, version, metadata=meta, overwrite=overwrite,
                             validate=validate)
 

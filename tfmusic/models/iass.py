@@ -232,6 +232,7 @@ class IASS(keras.Model):
         x2 = self.enc2(x1, training=training)  # (B, T, 165, 32)
         z = self.enc3(x2, training=training)  # (B, T, 55, 48)
         logits = self.activity(z, training=training)
+        extra = self.latent_heads(z, training=training)  # subclasses' heads (tfmusic.models.iass_pitch)
         y = self.dec2(z, skip=self.skip2(x2), training=training)
         y = self.dec3(y, skip=self.skip1(x1), training=training)
         y = self.dec4(y, training=training)  # (B, T, max_bin, C)
@@ -239,7 +240,11 @@ class IASS(keras.Model):
         mask = ops.relu(y * self.output_scale + self.output_mean)
         if self.apply_activity and not training:
             mask = mask * self.activity_weight(logits)[:, None, :, None]
-        return {"mask": mask, "estimate": mask * mix, "activity_logits": logits}
+        return {"mask": mask, "estimate": mask * mix, "activity_logits": logits, **extra}
+
+    def latent_heads(self, z, training=False) -> dict:
+        """Extra outputs computed from the latent ``(B, T, 55, 48)``; none in plain IASS."""
+        return {}
 
     def get_config(self) -> dict:
         config = super().get_config()

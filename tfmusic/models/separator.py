@@ -2,7 +2,8 @@
 
 ``Separator({"vocals": iass, "drums": umx, ...})(waveform (B, C, S))`` returns
 ``{target: (B, C, S)}`` plus ``{f"{target}_activity": (B, T)}`` (per-frame activity probability,
-``sigmoid(activity_logits)``) for every IASS target. Steps: STFT (``center=True`` so edges
+``sigmoid(activity_logits)``) for every IASS target, and ``{f"{target}_pitch": (B, 88, T)}`` (per-key
+probabilities, keys first so frames stay the last axis) for every IASS+pitch target. Steps: STFT (``center=True`` so edges
 reconstruct), magnitude, each model's mask, then either the mask applied to the complex mixture
 (mixture phase) or, with ``wiener_iterations > 0``, a multichannel Wiener EM post-filter, then iSTFT.
 
@@ -32,6 +33,7 @@ from tfmusic.audio.settings import AudioSettings, check_same, settings_of
 from tfmusic.audio.stft import ISTFT, STFT, Magnitude
 from tfmusic.models.files import load_keras_file
 from tfmusic.models.iass import IASS
+from tfmusic.models.iass_pitch import IASSPitch  # noqa: F401  (registers the class for loading .keras files)
 from tfmusic.models.openunmix import OpenUnmix
 
 __all__ = ["Separator", "load_separator", "wiener_em"]
@@ -101,8 +103,8 @@ class Separator(keras.Model):
         for name, model in targets.items():
             if not hasattr(model, "nb_channels"):
                 raise TypeError(f"target {name!r}: expected an IASS or OpenUnmix model, got {type(model).__name__}")
-            if name.endswith("_activity"):
-                raise ValueError(f"target name {name!r} clashes with the activity outputs")
+            if name.endswith(("_activity", "_pitch")):
+                raise ValueError(f"target name {name!r} clashes with the activity / pitch outputs")
         self.target_names = list(targets)
         self.target_models = [targets[name] for name in self.target_names]
         # The STFT every target was trained with (their configs carry it); they must agree.
@@ -154,6 +156,8 @@ class Separator(keras.Model):
             masks.append(mask)
             if "activity_logits" in out:
                 outputs[f"{name}_activity"] = ops.sigmoid(out["activity_logits"])
+            if "pitch_logits" in out:
+                outputs[f"{name}_pitch"] = ops.transpose(ops.sigmoid(out["pitch_logits"]), (0, 2, 1))
         y_re = [m * x_re for m in masks]  # mixture phase; broadcasts a mono mask over channels
         y_im = [m * x_im for m in masks]
         if self.wiener_iterations:

@@ -13,6 +13,10 @@ independently permuted member of the group (so stems are mixed across songs, and
 group is used exactly once); the mixture is re-summed from the augmented stems. Each record is read
 once per pass, not once per instrument. Determinism: with a ``seed`` and
 ``deterministic=True``, two pipelines built the same way yield identical batches.
+
+``pitch=True`` (the IASS+pitch task) appends the target's multi-pitch roll ``(B, T, 88)`` and a
+``(B,)`` flag that is 1 where the record has pitch labels (:mod:`tfmusic.data.stems.pitch`; 0 for
+real datasets, drums and version-1 records), cropped and permuted with the target stem.
 """
 
 from __future__ import annotations
@@ -93,6 +97,11 @@ class _Codec:
             x = tf.cond(ch == 1, lambda: tf.concat([x, x], axis=0), lambda: x)
         return tf.reshape(x, [self.channels, samples])
 
+    def pitch(self, raw):
+        from tfmusic.data.stems.pitch import tf_unpack
+
+        return tf_unpack(raw, self.frames)
+
     def confidence(self, raw):
         import tensorflow as tf
 
@@ -116,6 +125,13 @@ def _crop(audio, conf, m, samples: int, frames: int):
     return _slice(audio, m, samples), tf.slice(conf, tf.reshape(m, [1]), [frames])
 
 
+def _crop_roll(roll, m, frames: int):
+    """``roll[m : m + frames]`` of a ``(stored frames, 88)`` pitch roll."""
+    import tensorflow as tf
+
+    return tf.slice(roll, tf.stack([m, 0]), [frames, roll.shape[1]])
+
+
 def make_dataset(
     data_dir: str | Path,
     split: str,
@@ -129,8 +145,10 @@ def make_dataset(
     deterministic: bool = False,
     samples_per_epoch: int | None = None,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    pitch: bool = False,
 ):
-    """Training batches ``(mixture, target, activity)`` of random segments from ``split``.
+    """Training batches ``(mixture, target, activity)`` of random segments from ``split``
+    (``pitch=True``: ``+ (pitch roll, pitch known)``, module docstring).
 
     One pass over the returned dataset is one epoch of ``samples_per_epoch`` examples (default: the
     split's stored segment count), batched with ``drop_remainder=True``. Iterating again draws new
@@ -157,6 +175,7 @@ def make_dataset(
     keys = ["mixture"] if not augment else []
     keys += [f"stem/{i}" for i in (insts if augment else (target,))]
     keys += [f"activity/{i}" for i in (insts if augment else (target,))]
+    keys += [f"pitch/{target}"] if pitch else []
 
     def random_stream(k: int):
         """Seeds for stateless ops; new numbers on every pass, the same passes for the same seed."""
@@ -178,12 +197,19 @@ def make_dataset(
             mix = _slice(codec.audio(ex["mixture"], ex["channels"], ex["scale"]), m, samples)
             stem, conf = _crop(codec.audio(ex[f"stem/{target}"], ex["channels"], ex["scale"]),
                                codec.confidence(ex[f"activity/{target}"]), m, samples, frames)
+            if pitch:
+                roll, known = codec.pitch(ex[f"pitch/{target}"])
+                return mix, stem, conf, _crop_roll(roll, m, frames), known
             return mix, stem, conf
-        stems, confs = [], []
+        stems, confs, extra = [], [], ()
         for j, inst in enumerate(insts):  # own crop, gain and channel swap per source (Open-Unmix)
             key = base + tf.constant([0, 1 + j], tf.int64)
+            m = crop_offset(key)
             stem, conf = _crop(codec.audio(ex[f"stem/{inst}"], ex["channels"], ex["scale"]),
-                               codec.confidence(ex[f"activity/{inst}"]), crop_offset(key), samples, frames)
+                               codec.confidence(ex[f"activity/{inst}"]), m, samples, frames)
+            if pitch and j == t_index:  # the target's roll follows the target's crop
+                roll, known = codec.pitch(ex[f"pitch/{inst}"])
+                extra = (_crop_roll(roll, m, frames), known)
             stem = stem * tf.random.stateless_uniform([], seed=key + [0, 100], minval=GAIN_RANGE[0],
                                                       maxval=GAIN_RANGE[1])
             if channels == 2:
@@ -191,7 +217,7 @@ def make_dataset(
                 stem = tf.cond(flip, lambda: tf.reverse(stem, axis=[0]), lambda: stem)
             stems.append(stem)
             confs.append(conf)
-        return tf.stack(stems), tf.stack(confs)
+        return (tf.stack(stems), tf.stack(confs)) + extra
 
     ds = ds.map(per_record, num_parallel_calls=autotune, deterministic=deterministic or seed is not None)
     if augment:
@@ -200,19 +226,20 @@ def make_dataset(
         ds = tf.data.Dataset.zip((ds.batch(group, drop_remainder=True), random_stream(3)))
 
         def mix_group(batch, r):
-            stems, confs = batch
-            parts, conf_t = [], None
+            stems, confs = batch[0], batch[1]
+            parts, conf_t, extra = [], None, ()
             for j in range(len(insts)):
                 key = tf.stack([tf.cast(r, tf.int64), tf.constant(j, tf.int64)])
                 perm = tf.argsort(tf.random.stateless_uniform([group], seed=key))
                 parts.append(tf.gather(stems[:, j], perm))
                 if j == t_index:
                     conf_t = tf.gather(confs[:, j], perm)
-            return tf.add_n(parts), parts[t_index], conf_t
+                    extra = tuple(tf.gather(x, perm) for x in batch[2:])  # pitch roll + known
+            return (tf.add_n(parts), parts[t_index], conf_t) + extra
 
         ds = ds.map(mix_group, num_parallel_calls=autotune, deterministic=deterministic or seed is not None)
         ds = ds.unbatch()
-    ds = ds.map(lambda mix, tgt, conf: (mix, tgt, tf.cast(conf >= activity.THRESHOLD, tf.float32)))
+    ds = ds.map(lambda mix, tgt, conf, *extra: (mix, tgt, tf.cast(conf >= activity.THRESHOLD, tf.float32)) + extra)
     ds = ds.take(epoch).batch(batch_size, drop_remainder=True).prefetch(autotune)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
@@ -227,8 +254,10 @@ def make_eval_dataset(
     *,
     segment_seconds: float = 6.0,
     channels: int = 1,
+    pitch: bool = False,
 ):
-    """Evaluation batches without augmentation: every record cut into consecutive hop-aligned crops.
+    """Evaluation batches without augmentation: every record cut into consecutive hop-aligned crops
+    (``pitch=True``: ``+ (pitch roll, pitch known)`` as :func:`make_dataset`).
 
     Order is fixed (shards, then records, then crops); crops that start in a song's zero padding are
     skipped. The last batch may be smaller.
@@ -240,10 +269,11 @@ def make_eval_dataset(
     codec = _Codec(manifest, channels)
     stride_m = max(1, samples // activity.HOP)
     n_crops = 1 + (codec.samples - samples) // (stride_m * activity.HOP)
-    stem_key, act_key = f"stem/{target}", f"activity/{target}"
+    stem_key, act_key, pitch_key = f"stem/{target}", f"activity/{target}", f"pitch/{target}"
 
     def crops(serialized):
-        ex = codec.parse(serialized, ["mixture", stem_key, act_key])
+        ex = codec.parse(serialized, ["mixture", stem_key, act_key] + ([pitch_key] if pitch else []))
+        roll, known = codec.pitch(ex[pitch_key]) if pitch else (None, None)
         mix = codec.audio(ex["mixture"], ex["channels"], ex["scale"])
         stem = codec.audio(ex[stem_key], ex["channels"], ex["scale"])
         conf = codec.confidence(ex[act_key])
@@ -252,7 +282,8 @@ def make_eval_dataset(
 
         def one(m):
             s, c = _crop(stem, conf, m, samples, frames)
-            return _slice(mix, m, samples), s, tf.cast(c >= activity.THRESHOLD, tf.float32)
+            out = (_slice(mix, m, samples), s, tf.cast(c >= activity.THRESHOLD, tf.float32))
+            return out + ((_crop_roll(roll, m, frames), known) if pitch else ())
 
         return tf.data.Dataset.from_tensor_slices(ms).map(one)
 

@@ -329,6 +329,7 @@ def read_medleydb_track(tree: Listing, track_dir: str, meta_path: str, unknown_p
     rejected: list[dict[str, str]] = []
     unknown: list[str] = []
     labels: dict[str, Any] = {}
+    midi_tracks: dict[str, Any] = {}  # stem file name -> its track in the song's MIDI (synthesized songs)
     for key, stem in sorted((meta.get("stems") or {}).items()):
         if not isinstance(stem, dict) or not stem.get("filename"):
             rejected.append({"file": tree.path(meta_path), "reason": f"stem {key}: no filename in metadata"})
@@ -346,8 +347,13 @@ def read_medleydb_track(tree: Listing, track_dir: str, meta_path: str, unknown_p
             rejected.append({"file": tree.path(path), "reason": "missing stem file"})
             continue
         stems.setdefault(inst, []).append(tree.path(path))
+        midi_tracks[_name(path)] = stem.get("midi_track")
     metadata = {k: meta.get(k) for k in ("artist", "title", "genre", "origin", "has_bleed", "instrumental") if k in meta}
     metadata["labels"] = labels
+    midi_name = meta.get("midi_filename")
+    if midi_name and tree.is_file(_child(track_dir, str(midi_name))):  # pitch labels (tfmusic.data.stems.pitch)
+        metadata["midi_file"] = str(midi_name)  # relative to the track folder
+        metadata["midi_tracks"] = midi_tracks
     metadata["metadata_file"] = meta_path  # relative to the dataset root
     raw_dir = _child(track_dir, str(meta.get("raw_dir") or f"{name}_RAW"))
     if tree.is_dir(raw_dir):  # raw (pre-mix) recordings are listed, not loaded: targets are the stems

@@ -39,7 +39,8 @@ from dataclasses import asdict
 from typing import Any, Iterable, Sequence
 
 from tfmusic import beam_io, storage
-from tfmusic.data.stems import activity, taxonomy
+from tfmusic.data import schema
+from tfmusic.data.stems import activity, pitch, taxonomy
 from tfmusic.data.stems.layouts import Track, check_worker_path, read_tracks, relative_path
 from tfmusic.data.stems.songs import (  # noqa: F401  (PreprocessConfig, segment_offsets: re-exported for callers)
     DATASET_NAME, PARTS, REJECTS, SHARD_BYTES, PreprocessConfig, _reject, process_track, segment_offsets)
@@ -292,7 +293,9 @@ def build_manifest(summaries: list[dict], shards: dict, config: PreprocessConfig
                                "segments": s.get("segments", 0), "seconds": round(s.get("seconds", 0.0), 3),
                                "instruments": sorted(s.get("instruments", {})),
                                "reason": s.get("reason"), "track": s["track"],
-                               "source_sample_rate": s.get("source_rate"), "silent_stems": s.get("silent_stems", [])}
+                               "source_sample_rate": s.get("source_rate"), "silent_stems": s.get("silent_stems", []),
+                               "pitch_instruments": s.get("pitch_instruments", []),
+                               "pitch_problem": s.get("pitch_problem")}
     reasons = Counter(r["reason"].split(" (")[0] for s in summaries for r in s.get("rejects", []))
     unknown = Counter(label for s in summaries for label in s.get("unknown_labels", []))
     written = [s for s in summaries if s["status"] == "written"]
@@ -303,6 +306,7 @@ def build_manifest(summaries: list[dict], shards: dict, config: PreprocessConfig
                   "silent": sum(s.get("stems_silent", 0) for s in summaries),  # absent instruments, not errors
                   "rejected": sum(s["stems_rejected"] for s in summaries)},
         "segments": sum(s.get("segments", 0) for s in summaries),
+        "pitch_labelled_songs": sum(bool(s.get("pitch_instruments")) for s in written),
         "reject_reasons": dict(sorted(reasons.items())),
     }
     for what in ("songs", "stems"):
@@ -312,7 +316,9 @@ def build_manifest(summaries: list[dict], shards: dict, config: PreprocessConfig
     if sum(sh["bytes"] for entries in shards.values() for sh in entries) != sum(s["bytes"] for s in written):
         raise beam_io.CountsError(f"preprocess: the shards do not hold the {len(written)} written songs' bytes")
     return {
-        "format": "tfmusic-stems", "version": 1, "dataset": DATASET_NAME,
+        "format": "tfmusic-stems", "version": schema.STEMS_SCHEMA_VERSION, "dataset": DATASET_NAME,
+        "pitch": {"low_pitch": pitch.LOW_PITCH, "keys": pitch.NUM_KEYS, "packed_bytes_per_frame": pitch.PACKED_BYTES,
+                  "frame_time": "centre of each center=False STFT frame"},
         "instruments": list(taxonomy.INSTRUMENTS), "config": asdict(config),
         "segment_samples": config.segment_samples, "segment_frames": config.segment_frames,
         "hop": activity.HOP, "n_fft": activity.WIN,

@@ -21,7 +21,7 @@ import numpy as np
 
 from tfmusic import storage
 from tfmusic.audio.io import DEFAULT_SAMPLE_RATE, AudioFileError, audio_info, read_audio, to_int16
-from tfmusic.data.stems import activity, taxonomy
+from tfmusic.data.stems import activity, pitch, taxonomy
 from tfmusic.data.stems.layouts import Track, assemble, relative_path
 from tfmusic.data.stems.splits import MANIFEST
 from tfmusic.data.tfds_metadata import write_tfrecord
@@ -185,6 +185,7 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
         except AudioFileError as err:
             return reject_song(track.mixture, f"mixture: {err.problem}")
     raw: dict[str, list[np.ndarray]] = {}
+    used: dict[str, list[str]] = {}  # instrument -> stem files written (their MIDI tracks label its pitch)
     stems_written, silent = 0, []
     for inst, f in kept:
         try:
@@ -195,6 +196,7 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
             silent.append(rel(f))
             continue
         raw.setdefault(inst, []).append(audio)
+        used.setdefault(inst, []).append(f)
         stems_written += 1
     if not raw:
         return reject_song(track.path, "no usable stems (every stem is silent)")
@@ -206,6 +208,7 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
         scale = 0.999 / peak  # keep int16 from clipping; the decoder divides it out
     conf = {inst: activity.song_confidence(a) for inst, a in stems.items()}
     seg, frames = config.segment_samples, config.segment_frames
+    rolls, pitch_problem = _pitch_rolls(track, used, activity.num_frames(samples), config.sample_rate, rel)
     offsets = segment_offsets(samples, config)
     inst_stats = {inst: {"seconds": samples / config.sample_rate,
                          "active_seconds": float(activity.binarize(c).sum()) * activity.HOP / config.sample_rate,
@@ -230,13 +233,36 @@ def process_track(track_dict: dict, split: str, config: PreprocessConfig, part_p
                        "pcm_dtype": config.pcm_dtype, "scale": scale}
             # Encoded on the wire directly: byte-identical to the tf.train.Example proto serialized with
             # sorted map keys (same bytes on any worker), and no TensorFlow import in Beam workers.
+            pitch_bytes = None if rolls is None else {
+                inst: pitch.pack(pitch.segment_roll(r, off // activity.HOP, frames)) for inst, r in rolls.items()}
             yield schema.stems_example_bytes(scalars, _segment_bytes(mix_pcm, off, valid, seg), stem_bytes,
-                                             act_bytes, taxonomy.INSTRUMENTS)
+                                             act_bytes, taxonomy.INSTRUMENTS, pitch=pitch_bytes)
 
     size = write_tfrecord(part_path, records(), atomic=False)  # parts live in staging
     summary.update(status="written", rejects=stem_rejects, stems_written=stems_written, stems_silent=len(silent),
                    silent_stems=silent, stems_rejected=stems_in - stems_written - len(silent),
                    segments=len(offsets), bytes=size,
                    seconds=samples / config.sample_rate, source_rate=rate, channels=n_ch, scale=scale,
-                   instruments=inst_stats, part=part_path)
+                   instruments=inst_stats, part=part_path,
+                   pitch_instruments=sorted(rolls) if rolls is not None else [], pitch_problem=pitch_problem)
     return summary
+
+
+def _pitch_rolls(track: Track, used: dict[str, list[str]], frames: int, sample_rate: int,
+                 rel) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """Whole-song pitch rolls from the track's MIDI file, or ``(None, reason)`` (no labels: masked).
+
+    Only songs whose metadata names a MIDI file (synthesized ones) get labels; a broken MIDI file
+    costs the song its pitch labels, not its audio (the reason goes into the manifest).
+    """
+    name = track.metadata.get("midi_file")
+    if not name:
+        return None, None
+    path = storage.join(track.path, *str(name).split("/"))
+    stem_tracks = {inst: [track.metadata.get("midi_tracks", {}).get(storage.basename(f)) for f in files]
+                   for inst, files in used.items()}
+    try:
+        return pitch.song_rolls(storage.read_bytes(path), stem_tracks, frames, sample_rate, what=rel(path)), None
+    except (OSError, pitch.MidiLabelError) as err:
+        log.warning("%s: no pitch labels (%s)", track.song_id, err)
+        return None, str(err)

@@ -1,0 +1,186 @@
+"""Transcription from IASS+pitch outputs and its evaluation with mir_eval (frame and note level).
+
+Why here: the separated instrument's pitch probabilities (Separator output ``<target>_pitch``,
+``(88, frames)`` over ``center=True`` frames) become a piano roll, notes and a MIDI file
+(``tfmusic separate --transcribe``), and are scored against the MIDI file a synthesized song was
+rendered from. The streaming evaluation (``pipeline.py`` / ``scoring.py``) can call
+:func:`score_song` per song and :func:`summarize` at the end; :func:`evaluate_songs` is the
+stand-alone path the pitch experiment uses.
+
+Metrics: ``mir_eval.multipitch`` (frame level, pitches compared in Hz within half a semitone;
+precision, recall, accuracy, and F-measure = 2PR / (P + R)) on the frame times, and
+``mir_eval.transcription.precision_recall_f1_overlap`` with ``offset_ratio=None`` (note level,
+onsets within 50 ms, offsets ignored). A song whose reference has no notes for the target is
+reported but left out of the means (precision and recall are undefined there).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from tfmusic.data.stems.pitch import LOW_PITCH, NUM_KEYS, Note, notes_to_roll
+
+PITCH_THRESHOLD = 0.5
+MIN_NOTE_FRAMES = 2  # shorter runs are dropped when rolls become notes (single-frame flicker)
+
+
+def transcribe(pitch_probs: np.ndarray, activity: np.ndarray | None = None, threshold: float = PITCH_THRESHOLD,
+               activity_threshold: float = 0.5) -> np.ndarray:
+    """``(88, T)`` probabilities -> ``(88, T)`` bool roll; with ``activity`` ``(T,)``, frames the
+    model calls inactive are cleared (the same gate the mask gets)."""
+    probs = np.asarray(pitch_probs, dtype=np.float32)
+    if probs.ndim != 2 or probs.shape[0] != NUM_KEYS:
+        raise ValueError(f"expected pitch probabilities shaped ({NUM_KEYS}, frames), got {probs.shape}")
+    roll = probs >= threshold
+    if activity is not None:
+        act = np.ravel(activity)[: roll.shape[1]] >= activity_threshold
+        roll[:, : act.size] &= act[None, :]
+    return roll
+
+
+def roll_to_notes(roll: np.ndarray, frame_seconds: float, first_frame_seconds: float = 0.0,
+                  min_frames: int = MIN_NOTE_FRAMES) -> list[Note]:
+    """Runs of on-frames per key -> ``(start, end, midi pitch)``; frame ``t`` sits at
+    ``first_frame_seconds + t * frame_seconds`` and a run ends one frame after its last frame."""
+    roll = np.asarray(roll, dtype=bool)
+    notes: list[Note] = []
+    padded = np.pad(roll, ((0, 0), (1, 1)))
+    edges = np.diff(padded.astype(np.int8), axis=1)
+    for key in range(roll.shape[0]):
+        starts = np.flatnonzero(edges[key] == 1)
+        ends = np.flatnonzero(edges[key] == -1)
+        for a, b in zip(starts, ends):
+            if b - a >= min_frames:
+                notes.append((first_frame_seconds + a * frame_seconds, first_frame_seconds + b * frame_seconds,
+                              LOW_PITCH + key))
+    return sorted(notes)
+
+
+def notes_to_midi(notes: Iterable[Note], program: int = 0, name: str = "", velocity: int = 80) -> bytes:
+    """A one-track MIDI file (pretty_midi) of ``notes``."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=int(program), name=name)
+    inst.notes = [pretty_midi.Note(velocity=velocity, pitch=int(p), start=float(s), end=float(e)) for s, e, p in notes]
+    pm.instruments.append(inst)
+    buf = io.BytesIO()
+    pm.write(buf)
+    return buf.getvalue()
+
+
+def _freqs(roll_tk: np.ndarray) -> list[np.ndarray]:
+    """Per frame, the Hz of its on keys (mir_eval's multipitch format)."""
+    import mir_eval
+
+    hz = mir_eval.util.midi_to_hz(np.arange(NUM_KEYS) + LOW_PITCH)
+    return [hz[np.flatnonzero(row)] for row in roll_tk]
+
+
+def multipitch_scores(ref_roll: np.ndarray, est_roll: np.ndarray, times: np.ndarray) -> dict[str, float]:
+    """Frame-level mir_eval.multipitch scores of two ``(88, T)`` rolls on the same frame ``times``."""
+    import mir_eval
+
+    ref, est = np.asarray(ref_roll, bool), np.asarray(est_roll, bool)
+    if ref.shape != est.shape or ref.shape[1] != len(times):
+        raise ValueError(f"rolls {ref.shape} / {est.shape} and {len(times)} frame times do not line up")
+    scores = mir_eval.multipitch.evaluate(np.asarray(times, float), _freqs(ref.T), np.asarray(times, float),
+                                          _freqs(est.T))
+    p, r = float(scores["Precision"]), float(scores["Recall"])
+    return {"precision": p, "recall": r, "accuracy": float(scores["Accuracy"]),
+            "f_measure": 2 * p * r / (p + r) if p + r > 0 else 0.0}
+
+
+def note_scores(ref_notes: Sequence[Note], est_notes: Sequence[Note]) -> dict[str, float]:
+    """Note-level onset P/R/F1 (mir_eval.transcription, offsets ignored)."""
+    import mir_eval
+
+    def arrays(notes):
+        if not notes:
+            return np.zeros((0, 2)), np.zeros(0)
+        arr = np.asarray(notes, dtype=float)
+        return arr[:, :2], mir_eval.util.midi_to_hz(arr[:, 2])
+
+    (ri, rp), (ei, ep) = arrays(ref_notes), arrays(est_notes)
+    if not len(ri) or not len(ei):
+        return {"precision": 0.0, "recall": 0.0, "f_measure": 0.0}
+    p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, offset_ratio=None)
+    return {"precision": float(p), "recall": float(r), "f_measure": float(f)}
+
+
+def score_song(pitch_probs: np.ndarray, reference_notes: Sequence[Note], sample_rate: int, hop: int,
+               activity: np.ndarray | None = None, threshold: float = PITCH_THRESHOLD) -> dict[str, Any]:
+    """Score one song's ``(88, T)`` pitch probabilities (``center=True`` frames, frame ``t`` at
+    ``t * hop / sample_rate``) against the notes the target stem was rendered from."""
+    probs = np.asarray(pitch_probs)
+    frames = probs.shape[1]
+    times = np.arange(frames) * hop / float(sample_rate)
+    ref_roll = notes_to_roll(reference_notes, frames, sample_rate, hop=hop, center=True).T
+    est_roll = transcribe(probs, activity, threshold)
+    ref_in_range = [n for n in reference_notes if 0 <= n[2] - LOW_PITCH < NUM_KEYS]
+    est_notes = roll_to_notes(est_roll, hop / float(sample_rate))
+    return {"frames": frames, "reference_notes": len(ref_in_range), "estimated_notes": len(est_notes),
+            "reference_active_frames": int(ref_roll.any(axis=0).sum()),
+            "multipitch": multipitch_scores(ref_roll, est_roll, times),
+            "notes": note_scores(ref_in_range, est_notes)}
+
+
+def summarize(per_song: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Means over songs whose reference has notes (module docstring)."""
+    scored = [s for s in per_song.values() if s["reference_notes"] > 0]
+    out: dict[str, Any] = {"songs": len(per_song), "songs_scored": len(scored)}
+    for level, keys in (("multipitch", ("precision", "recall", "accuracy", "f_measure")),
+                        ("notes", ("precision", "recall", "f_measure"))):
+        out[level] = {k: float(np.mean([s[level][k] for s in scored])) if scored else float("nan") for k in keys}
+    return out
+
+
+def song_reference_notes(song_dir: str, target: str) -> list[Note]:
+    """The notes of every stem of ``target`` in a synthesized song folder (its MIDI + METADATA yaml)."""
+    import yaml
+
+    from tfmusic import storage
+    from tfmusic.data.stems import taxonomy
+    from tfmusic.data.stems.pitch import read_midi_tracks, track_notes
+
+    name = storage.basename(song_dir.rstrip("/"))
+    meta = yaml.safe_load(storage.read_text(storage.join(song_dir, f"{name}_METADATA.yaml")))
+    midi_path = storage.join(song_dir, str(meta.get("midi_filename") or f"{name}.mid"))
+    tracks = read_midi_tracks(storage.read_bytes(midi_path), midi_path)
+    notes: list[Note] = []
+    for stem in (meta.get("stems") or {}).values():
+        inst, _ = taxonomy.map_label(str(stem.get("instrument", "")), "other")
+        if inst == target and stem.get("midi_track") is not None:
+            notes += track_notes(tracks, int(stem["midi_track"]), midi_path)
+    return sorted(notes)
+
+
+def evaluate_songs(model_paths: Sequence[str], song_dirs: Sequence[str], target: str, *,
+                   threshold: float = PITCH_THRESHOLD, gate_by_activity: bool = True,
+                   chunk_seconds: float = 20.0, overlap_seconds: float = 1.5) -> dict[str, Any]:
+    """Separate each synthesized song's mixture with the IASS+pitch model(s) and score the target's
+    transcription; returns ``{"per_song": {...}, "summary": {...}}``."""
+    from tfmusic import storage
+    from tfmusic.audio.chunking import graph_chunk_fn, separate_waveform
+    from tfmusic.audio.io import read_audio
+    from tfmusic.models.separator import load_separator
+
+    separator = load_separator(list(model_paths), targets=[target], stft_method="fft")
+    chunk_fn = graph_chunk_fn(separator)
+    key = f"{target}_pitch"
+    per_song: dict[str, Any] = {}
+    for song_dir in song_dirs:
+        name = storage.basename(song_dir.rstrip("/"))
+        mixture, _ = read_audio(storage.join(song_dir, f"{name}_MIX.wav"), separator.sample_rate)
+        out = separate_waveform(mixture, chunk_fn, settings=separator, chunk_seconds=chunk_seconds,
+                                overlap_seconds=overlap_seconds)
+        if key not in out:
+            raise ValueError(f"{model_paths}: the model predicts no pitch for {target!r} (train iass_pitch)")
+        activity = np.ravel(out[f"{target}_activity"]) if gate_by_activity else None
+        per_song[name] = score_song(np.asarray(out[key]).reshape(NUM_KEYS, -1), song_reference_notes(song_dir, target),
+                                    separator.sample_rate, separator.hop_length, activity, threshold)
+    return {"target": target, "threshold": threshold, "gate_by_activity": gate_by_activity,
+            "per_song": per_song, "summary": summarize(per_song)}
