@@ -50,11 +50,11 @@ def ensure_data(data_dir: Path, max_files: int | None, progress: bool) -> dict:
 
 
 def run_method(method: str, seed: int, data_dir: Path, out: Path, steps: int, batch_size: int,
-               eval_batches: int, progress: bool) -> dict:
+               eval_batches: int, progress: bool, init: str = "xavier") -> dict:
     from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
 
     run_dir = out / f"{method}_seed{seed}"
-    cfg = VAEConfig(model="measure", objective=method, seed=seed)  # B.2 defaults come from the presets
+    cfg = VAEConfig(model="measure", objective=method, seed=seed, init=init)  # B.2 defaults from the presets
     data = open_data("measure", data_dir)
     t0 = time.perf_counter()
     if (run_dir / "model.keras").is_file():
@@ -70,6 +70,47 @@ def run_method(method: str, seed: int, data_dir: Path, out: Path, steps: int, ba
                     "epochs": steps / max(1, -(-data.num_examples("train") // batch_size))})
     (run_dir / "evaluation.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def compare_init(data_dir: Path, out: Path, steps: int, batch_size: int, eval_every: int, seed: int,
+                 progress: bool, method: str = "ar") -> dict:
+    """Keras-default vs Xavier-normal initialization, side by side: same seed, so the same batches, the
+    same teacher-forcing coins and the same steps; validation recon/accuracy every ``eval_every`` steps."""
+    from tfmusic.training.vae import VAEConfig, open_data, train_run
+
+    data = open_data("measure", data_dir)
+    curves: dict[str, list[dict]] = {}
+    seconds: dict[str, float] = {}
+    for init in ("keras", "xavier"):
+        run_dir = out / f"init_{init}_{method}_seed{seed}"
+        print(f"== init {init}: {method}-VAE, {steps} steps", flush=True)
+        t0 = time.perf_counter()
+        result = train_run(VAEConfig(model="measure", objective=method, seed=seed, init=init), data, run_dir,
+                           data_dir=str(data_dir), batch_size=batch_size, steps=steps, eval_every=eval_every,
+                           eval_steps=10, progress=progress)
+        seconds[init] = time.perf_counter() - t0
+        curves[init] = [{"step": r["step"], **{k: float(r["eval"][k]) for k in ("recon", "accuracy")}}
+                        for r in result.history]
+    doc = {"method": method, "seed": seed, "steps": steps, "batch_size": batch_size, "curves": curves,
+           "train_seconds": seconds, "load": _load()}
+    (out / "experiment_vae_init.json").write_text(json.dumps(doc, indent=2))
+    lines = [f"# Initialization: Keras defaults vs Xavier-normal ({method}-VAE, measures, seed {seed})", "",
+             f"Same batches and teacher-forcing coins, {steps} steps x batch {batch_size}, Adam 1e-4; validation "
+             f"split (10 batches) every {eval_every} steps. Load at the end: {doc['load']}.", "",
+             "| step | recon CE keras | recon CE xavier | accuracy keras | accuracy xavier |", "|---|---|---|---|---|"]
+    for a, b in zip(curves["keras"], curves["xavier"]):
+        lines.append(f"| {a['step']} | {a['recon']:.4f} | {b['recon']:.4f} | {a['accuracy']:.4f} | {b['accuracy']:.4f} |")
+    lines += ["", f"Train wall time: keras {seconds['keras']:.0f} s, xavier {seconds['xavier']:.0f} s (load-dependent)."]
+    (out / "experiment_vae_init.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return doc
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def _median(values: list[float]) -> float:
@@ -115,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256, help="B.2: 256")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (paper: 0-9)")
     parser.add_argument("--eval-batches", type=int, default=201, help="B.3: up to 201 batches")
+    parser.add_argument("--init", choices=("keras", "xavier"), default="xavier",
+                        help="weight initialization of both models (default xavier, the references')")
+    parser.add_argument("--compare-init", type=int, metavar="STEPS",
+                        help="instead: train the AR-VAE STEPS steps with each initialization, side by side")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -126,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds '{args.seeds}': expected comma-separated integers")
     args.out.mkdir(parents=True, exist_ok=True)
     ensure_data(args.data, args.max_files, progress)
+    if args.compare_init:
+        compare_init(args.data, args.out, args.compare_init, args.batch_size, max(1, args.compare_init // 5),
+                     int(seeds[0]), progress)
+        return 0
     from tfmusic.training.vae import open_data
 
     data = open_data("measure", args.data)
@@ -134,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         for method in METHODS:
             print(f"== {method}-VAE seed {seed}: {args.steps} steps", flush=True)
             r = run_method(method, seed, args.data, args.out, args.steps, args.batch_size, args.eval_batches,
-                           progress)
+                           progress, args.init)
             print("   " + ", ".join(f"{m}={r[m]:.3f}" for m in METRICS if m in r)
                   + f" (train {r['train_seconds']:.0f} s)", flush=True)
             results.append(r)

@@ -45,7 +45,7 @@ FLAG_KEYS = {
     "batch_size": "trainer.batch_size", "lr": "vae.learning_rate", "beta": "vae.beta", "capacity": "vae.capacity",
     "gamma": "vae.gamma", "delta": "vae.delta", "warmup_epochs": "vae.warmup_epochs",
     "ramp_iterations": "vae.ramp_iterations", "steps_per_epoch": "vae.steps_per_epoch", "z_dim": "vae.z_dim",
-    "hidden": "vae.hidden", "teacher_forcing": "vae.teacher_forcing", "eval_every": "trainer.eval_every",
+    "hidden": "vae.hidden", "init": "vae.init", "teacher_forcing": "vae.teacher_forcing", "eval_every": "trainer.eval_every",
     "eval_steps": "trainer.eval_steps", "strategy": "trainer.strategy", "profile_steps": "trainer.profile_steps",
 }
 
@@ -230,6 +230,9 @@ def register(subparsers) -> None:
                    "(default: train examples / batch size)")
     t.add_argument("--z-dim", type=int, help="latent size (default 32 music, 10 dSprites, 16 MNIST)")
     t.add_argument("--hidden", type=int, help="RNN width override (small demos)")
+    t.add_argument("--init", choices=("keras", "xavier"),
+                   help="weight initialization: Keras defaults or the references' Xavier-normal with zero biases "
+                   "(default keras)")
     t.add_argument("--teacher-forcing", type=float, help="per-batch teacher-forcing probability (default 0.5)")
     t.add_argument("--reg-dims", help="AR-VAE: latent dims to regularize, e.g. 0,1,2,3")
     t.add_argument("--reg-columns", help="AR-VAE: attribute column for each regularized dim (default 0..n-1)")

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmusic.models.vae.core import VAE
+from tfmusic.models.vae.init import initialize
 from tfmusic.models.vae.objectives import FactorDiscriminator, Objective
 from tfmusic.models.vae.presets import build_objective, build_vae, default_reg, family_of
 from tfmusic.training.config import to_dict
@@ -219,11 +220,13 @@ class VAETask(Task):
         self.vae, self.objective = build_model_and_objective(cfg, self.data, self.steps_per_epoch, disc)
         x = dummy_input(cfg.model)
         self.vae(x)
+        initialize(self.vae, cfg.init, cfg.seed)  # before the optimizer sees the weights
         self.optimizer = loss_scale_optimizer(keras.optimizers.Adam(cfg.learning_rate))
         self.optimizer.build(self.vae.trainable_variables)
         self.discriminator = disc
         if disc is not None:
             disc(np.zeros((2, self.vae.z_dim), "float32"))
+            initialize(disc, cfg.init, cfg.seed + 1_000_003)
             self.disc_optimizer = loss_scale_optimizer(
                 keras.optimizers.Adam(cfg.disc_learning_rate, beta_1=0.8, beta_2=0.9))
             self.disc_optimizer.build(disc.trainable_variables)

@@ -19,6 +19,7 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
+from tfmusic.models.vae.init import INIT_SCHEMES
 from tfmusic.models.vae.presets import OBJECTIVES, family_of
 from tfmusic.training.config import ConfigError, TrainerConfig, deep_merge, from_dict, to_dict
 
@@ -46,12 +47,15 @@ class VAEConfig:
     reg_dims: list[int] | None = None
     reg_columns: list[int] | None = None
     disc_learning_rate: float = 1e-4
+    init: str = "keras"  # "xavier": the references' Xavier-normal weights, zero biases (models/vae/init.py)
     seed: int = 0
 
     def validate(self) -> None:
         family_of(self.model)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; expected one of {OBJECTIVES}")
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"unknown init {self.init!r}; expected one of {INIT_SCHEMES}")
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing must be a probability, got {self.teacher_forcing}")
         if (self.reg_dims is None) != (self.reg_columns is None) and self.reg_columns is not None:
