@@ -1,0 +1,122 @@
+"""The kill chain of test_reliability_kill.py through the real CLIs: ``tfmusic train iass`` and
+``tfmusic vae train``, each killed mid-step, during a checkpoint write, during a best-model
+write and during the ``model.keras`` export, then resumed with ``--resume``; the end must be
+bit-identical to an uninterrupted ``--deterministic`` run.
+
+About a minute of CPU each (six CLI processes), so they run in ``make reliability``
+(``TFMUSIC_RELIABILITY=1``), not in ``make test``; test_reliability_kill.py is the short version.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+pytestmark = [pytest.mark.skipif(os.environ.get("TFMUSIC_RELIABILITY") != "1",
+                                 reason="long: run with make reliability (TFMUSIC_RELIABILITY=1)"),
+              pytest.mark.timeout(3600)]
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "tfmusic"]
+
+
+def _run(args, fault=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONHASHSEED="0")
+    env.pop("TFMUSIC_FAULT_POINT", None)
+    if fault:
+        env["TFMUSIC_FAULT_POINT"] = fault
+    return subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def _tensors(prefix):
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(str(prefix))
+            if "save_counter" not in name and "OBJECT_GRAPH" not in name}
+
+
+def _latest(run):
+    return int(Path(tf.train.latest_checkpoint(str(run / "checkpoints"))).name.split("-")[1])
+
+
+def kill_chain(first, resume, reference: Path, run: Path, steps: int):
+    """Kill ``first`` mid-step 3, then each ``resume`` at a checkpoint write, a best write and the
+    export; a last ``resume`` finishes. Returns the faults injected (each must have killed)."""
+    proc = _run(first(run) + ["--steps", str(steps)], "train-step:3")
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert _latest(run) == 2 and not (run / "model.keras").exists()
+    faults = ["train-step:3"]
+    for fault in ("checkpoint-write:1", "best-write:1", "model-export:1"):
+        before = _latest(run)
+        proc = _run(resume(run), fault)
+        if proc.returncode == 0 and fault == "best-write:1":
+            continue  # no evaluation improved after the restored step: nothing to kill there
+        assert proc.returncode == -9, (fault, proc.stderr[-3000:])
+        faults.append(fault)
+        if fault == "checkpoint-write:1":
+            assert _latest(run) == before  # the written-but-uncommitted checkpoint is not the latest
+        if fault == "model-export:1":
+            assert _latest(run) == steps and not (run / "model.keras").exists()
+    proc = _run(resume(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = _tensors(reference / "checkpoints" / f"ckpt-{steps}")
+    b = _tensors(run / "checkpoints" / f"ckpt-{steps}")
+    assert a.keys() == b.keys() and a
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    import keras
+
+    for x, y in zip(keras.saving.load_model(reference / "model.keras").get_weights(),
+                    keras.saving.load_model(run / "model.keras").get_weights()):
+        np.testing.assert_array_equal(x, y)
+    assert (reference / "history.json").read_text() == (run / "history.json").read_text()
+    return faults
+
+
+@pytest.fixture(scope="module")
+def stems_dir(tmp_path_factory):
+    from tfmusic.audio.io import write_audio
+    from tfmusic.data.stems.preprocess import PreprocessConfig, preprocess
+
+    root = tmp_path_factory.mktemp("stems")
+    rng = np.random.default_rng(0)
+    t = np.arange(88200) / 44100
+    for s in range(4):
+        for name, x in (("vocals", 0.3 * np.sin(2 * np.pi * (200 + 50 * s) * t) * (t % 1.0 < 0.5)),
+                        ("drums", 0.2 * rng.standard_normal(t.size)), ("bass", 0.3 * np.sin(2 * np.pi * 55 * t))):
+            write_audio(root / "raw" / f"song{s}" / f"{name}.wav", np.stack([x, 0.8 * x]).astype(np.float32))
+    preprocess(root / "raw", root / "stems", layout="folder", seed=0, fractions=(0.5, 0.25, 0.25),
+               config=PreprocessConfig(segment_seconds=1.0), progress=False)
+    return root / "stems"
+
+
+def test_train_iass_cli_kill_chain(stems_dir, tmp_path):
+    def first(run):
+        return ["train", "iass", "--data", str(stems_dir), "--target", "vocals", "--run-dir", str(run),
+                "--batch-size", "2", "--segment-seconds", "0.5", "--eval-every", "2", "--eval-steps", "1",
+                "--stats-batches", "1", "--deterministic", "--set", "trainer.checkpoint_every=2", "--quiet"]
+
+    def resume(run):
+        return ["train", "iass", "--run-dir", str(run), "--resume", "--quiet"]
+
+    proc = _run(first(tmp_path / "reference") + ["--steps", "6"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    faults = kill_chain(first, resume, tmp_path / "reference", tmp_path / "run", 6)
+    print("iass faults survived:", faults)
+
+
+def test_vae_train_cli_kill_chain(tmp_path):
+    def first(run):
+        return ["vae", "train", "--model", "mnist", "--objective", "ar", "--batch-size", "4", "--z-dim", "8",
+                "--eval-every", "2", "--eval-steps", "1", "--deterministic", "--set",
+                "trainer.checkpoint_every=2", "--out", str(run), "--quiet"]
+
+    def resume(run):  # vae train resumes with the same flags (see its --help)
+        return first(run) + ["--steps", "6", "--resume"]
+
+    proc = _run(first(tmp_path / "reference") + ["--steps", "6"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    faults = kill_chain(first, resume, tmp_path / "reference", tmp_path / "run", 6)
+    print("vae faults survived:", faults)
