@@ -29,7 +29,12 @@ stems); VAEs export encode and decode as OUT_STEM.encode.onnx / OUT_STEM.decode.
 
 examples:
   tfmusic export onnx --saved-model models/separator/1 --out separator.onnx
+  tfmusic export onnx --saved-model models/separator --out sep.onnx --precision int8 --precision fp16
   tfmusic separate song.wav --backend onnx --model separator.onnx     # runs without TensorFlow
+
+Separators: the STFT bases are rebuilt in the graph (not stored), so the file is about the size of
+the weights. Variants are checked against the fp32 ONNX (int8: max |diff|/scale <= 0.25, fp16:
+<= 0.02); see bench/bench_onnx_edge.py for their speed and SDR on songs.
 """
 
 
@@ -74,15 +79,22 @@ def run_onnx(args: argparse.Namespace) -> int:
     from tfmusic.export.onnx import OnnxExportError, export_onnx
     from tfmusic.export.saved_model import ExportError, resolve_version_dir
 
+    from tfmusic.export.onnx_precision import PrecisionError, make_variant
+
+    precisions = sorted(set(args.precision or ["fp32"]) - {"fp32"})
     try:
         version_dir = resolve_version_dir(args.saved_model)
         results = export_onnx(version_dir, args.out, args.signature, opset=args.opset, check=not args.no_check)
-    except (ExportError, OnnxExportError) as err:
+        variants = [make_variant(r.path, p, check=not args.no_check) for r in results for p in precisions]
+    except (ExportError, OnnxExportError, PrecisionError) as err:
         raise CliError(str(err)) from err
     for r in results:
         check = "not checked" if args.no_check else f"max |diff|/scale vs SavedModel {r.max_rel_diff:.2e}"
-        print(f"{r.path}: signature {r.signature}, opset {r.opset}, {r.inputs} -> {r.outputs}, {check}",
-              file=sys.stdout)
+        print(f"{r.path}: signature {r.signature}, opset {r.opset}, {r.inputs} -> {r.outputs}, "
+              f"{r.path.stat().st_size / 1e6:.1f} MB, {check}", file=sys.stdout)
+    for v in variants:
+        check = "not checked" if args.no_check else f"max |diff|/scale vs fp32 ONNX {v.max_rel_diff:.2e}"
+        print(f"{v.path}: {v.precision}, {v.bytes / 1e6:.1f} MB, {check}", file=sys.stdout)
     return 0
 
 
@@ -117,7 +129,11 @@ def register(subparsers) -> None:
     ox.add_argument("--signature", action="append", metavar="NAME",
                     help="signature(s) to convert (default: serving_default; encode+decode for VAEs)")
     ox.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; tf2onnx 1.17 accepts 13-18)")
-    ox.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity check")
+    ox.add_argument("--precision", action="append", choices=["fp32", "fp16", "int8"],
+                    help="also write reduced-precision variants beside --out (OUT_STEM.int8.onnx: dynamic int8 "
+                         "quantization; OUT_STEM.fp16.onnx: fp16 for GPU providers, needs tfmusic[edge]); "
+                         "repeatable; the fp32 file is always written as their reference")
+    ox.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime parity checks")
     ox.set_defaults(handler=run_onnx)
 
     def no_format(args: argparse.Namespace) -> int:

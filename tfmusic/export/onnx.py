@@ -7,6 +7,10 @@ away: TF and ONNX Runtime run the same fresh random inputs and the largest absol
 relative to the output's scale (max |reference|; absolute where the reference is all zeros, as when
 activity gating silences a stem), must be <= 1e-4, or the export fails.
 
+Size: tf2onnx folds the in-graph STFT bases into ~134 MB of constants; `tfmusic.export.onnx_compact`
+rebuilds them in the ONNX graph from 4096-entry tables (bit-exact, checked) so the file is about the
+size of the weights. Reduced-precision variants (int8, fp16) live in `tfmusic.export.onnx_precision`.
+
 Known converter pitfall (tf2onnx 1.17): a ``Conv2DTranspose`` with ``output_padding`` loses its bias
 on the padded positions (the bias is fused into ONNX ``ConvTranspose`` and the extra positions are
 zero-padded afterwards) or fails to load (negative pads). Models append those positions themselves
@@ -122,6 +126,16 @@ def export_signature(saved_model_dir: str | os.PathLike, out: str | os.PathLike,
                               if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)})
         raise OnnxExportError(f"{saved_model_dir}: signature {signature!r} has no ONNX equivalent for TF ops "
                               f"{unsupported or '?'} (opset {opset}): {str(err).splitlines()[0]}") from err
+    from tfmusic.export.onnx_compact import compact_stft_constants
+
+    try:
+        compact = compact_stft_constants(model_proto)
+    except RuntimeError as err:  # the rebuilt bases did not reproduce the folded ones: keep them
+        log.warning("%s: kept the folded STFT bases: %s", saved_model_dir, err)
+    else:
+        if compact.replaced:
+            log.info("rebuilt %d STFT bases in-graph: initializers %.1f MB -> %.1f MB", len(compact.replaced),
+                     compact.bytes_before / 1e6, compact.bytes_after / 1e6)
     props = {METADATA_KEY: json.dumps({**meta, "signature": signature, "opset": opset})}
     onnx.helper.set_model_props(model_proto, props)
     out = Path(out)

@@ -1,0 +1,129 @@
+"""ONNX for the edge: the STFT bases rebuilt in-graph (file ~ weights), int8 and fp16 variants, the CLI."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from tfmusic.export import onnx as tfonnx
+from tfmusic.export import onnx_compact, onnx_precision
+
+
+N_FFT = 1024  # small enough to export fast; MIN_ELEMENTS is lowered so its bases count as big
+
+
+class MaskingSeparator(keras.Model):
+    """The Separator contract with the real (DFT-basis) STFT/ISTFT and a tiny mask (fast to export)."""
+
+    def __init__(self, **kwargs):
+        from tfmusic.audio.stft import ISTFT, STFT
+
+        super().__init__(**kwargs)
+        self.stft = STFT(n_fft=N_FFT, hop_length=N_FFT // 4, center=True)
+        self.istft = ISTFT(n_fft=N_FFT, hop_length=N_FFT // 4, center=True)
+        self.mask = keras.layers.Dense(N_FFT // 2 + 1, activation="sigmoid")
+        self.squeeze = keras.layers.Dense(8)
+
+    def call(self, waveform, training=False):
+        real, imag = self.stft(waveform)
+        mag = keras.ops.sqrt(real * real + imag * imag + 1e-8)
+        mask = self.mask(self.squeeze(keras.ops.log(mag + 1.0)))
+        return {"bass": self.istft(real * mask, imag * mask, length=keras.ops.shape(waveform)[-1])}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, request):
+    """A tiny masking separator as SavedModel and fp32 ONNX, and its weight bytes."""
+    from tfmusic.export.saved_model import export_separator
+
+    root = tmp_path_factory.mktemp("edge")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(onnx_compact, "MIN_ELEMENTS", 1 << 16)
+    request.addfinalizer(patch.undo)
+    keras.utils.set_random_seed(3)
+    model = MaskingSeparator()
+    model(np.zeros((1, 2, 3 * N_FFT), np.float32))
+    weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
+    sm_dir, _ = export_separator(model, root / "repo", "separator", example_samples=4 * 4096)
+    (result,) = tfonnx.export_onnx(sm_dir, root / "sep.onnx")
+    return sm_dir, result, weight_bytes
+
+
+def test_stft_bases_are_rebuilt_not_stored(exported):
+    import onnx
+
+    _, result, weight_bytes = exported
+    model = onnx.load(str(result.path))
+    biggest = max(int(np.prod(t.dims)) for t in model.graph.initializer)
+    assert biggest < (N_FFT // 4) * (N_FFT + 2)  # no basis block left
+    assert any(n.name.startswith(onnx_precision.DFT_PREFIX) for n in model.graph.node)
+    # weights + the n_fft-entry tables + graph (the folded bases alone were 8 n_fft^2 bytes)
+    assert result.path.stat().st_size < weight_bytes + 100_000 < 8 * N_FFT**2
+    assert result.max_rel_diff <= 1e-4  # parity with the SavedModel, checked by the export itself
+
+
+def test_compaction_is_bit_exact_and_idempotent(exported, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from tests.test_export_saved_model import export_tiny_separator
+
+    _, result, _ = exported
+    model = onnx.load(str(result.path))
+    assert onnx_compact.compact_stft_constants(model).replaced == []  # nothing left to replace
+    # a model without STFT: untouched
+    sm_dir, _ = export_tiny_separator(tmp_path / "repo")
+    (plain,) = tfonnx.export_onnx(sm_dir, tmp_path / "plain.onnx")
+    assert not any(n.name.startswith(onnx_precision.DFT_PREFIX) for n in onnx.load(str(plain.path)).graph.node)
+    # the rebuilt bases give exactly the outputs of the folded ones
+    forward, _ = onnx_compact._bases(N_FFT)
+    rows = N_FFT // 4
+    block = forward[rows:2 * rows]
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, rows])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, N_FFT + 2])
+    folded = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y],
+        initializer=[onnx.numpy_helper.from_array(block, "w")]), opset_imports=[onnx.helper.make_opsetid("", 17)])
+    compacted = onnx.ModelProto()
+    compacted.CopyFrom(folded)
+    assert onnx_compact.compact_stft_constants(compacted, min_elements=1).replaced == ["w"]
+    feed = {"x": np.random.default_rng(0).standard_normal((1, rows)).astype(np.float32)}
+    want = ort.InferenceSession(folded.SerializeToString()).run(None, feed)[0]
+    got = ort.InferenceSession(compacted.SerializeToString()).run(None, feed)[0]
+    np.testing.assert_array_equal(got, want)
+    assert compacted.ByteSize() < folded.ByteSize() / 10
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_precision_variants(exported, precision):
+    _, result, _ = exported
+    report = onnx_precision.make_variant(result.path, precision)
+    assert report.path.name == f"sep.{precision}.onnx"
+    assert report.max_rel_diff <= onnx_precision.VARIANT_TOLERANCE[precision]
+    assert tfonnx.read_onnx_metadata(report.path)["precision"] == precision
+    sep = tfonnx.OnnxSeparator(report.path)
+    out = sep((0.1 * np.random.default_rng(1).standard_normal((1, 2, 3 * N_FFT))).astype(np.float32))
+    assert out["bass"].shape == (1, 2, 3 * N_FFT) and out["bass"].dtype == np.float32
+
+
+def test_cli_precision_flag(exported, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from tfmusic.cli.main import main
+
+    sm_dir, result, _ = exported
+    out = tmp_path / "m.onnx"
+
+    def fake_export(saved_model, path, signatures=None, **kwargs):  # the conversion is tested above
+        shutil.copy(result.path, path)
+        return [tfonnx.OnnxExport(out, result.signature, result.inputs, result.outputs, result.max_rel_diff, 17)]
+
+    monkeypatch.setattr(tfonnx, "export_onnx", fake_export)
+    assert main(["export", "onnx", "--saved-model", str(sm_dir), "--out", str(out), "--precision", "int8"]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "m.int8.onnx").is_file() and "int8" in printed and "MB" in printed
+    assert tfonnx.read_onnx_metadata(tmp_path / "m.int8.onnx")["kind"] == "separator"
+    with pytest.raises(SystemExit) as err:
+        main(["export", "onnx", "--saved-model", str(sm_dir), "--out", str(out), "--precision", "int4"])
+    assert err.value.code == 2
