@@ -47,3 +47,8 @@ experiment: $(STAMP)
 
 experiment-vae: $(STAMP)
 	$(PY) bench/experiment_vae.py --out bench/results/experiment_vae --data data/measures_folk
+
+# IASS vs IASS+pitch (issue 17): bass, 24 synthesized songs x 12 s, 300 steps per model (~40 min on 2 shared cores at load ~10)
+.PHONY: experiment-pitch
+experiment-pitch: $(STAMP)
+	nice -n 10 $(PY) bench/experiment_pitch.py --out bench/results/experiment_pitch --copy-to bench/experiments

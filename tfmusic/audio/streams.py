@@ -23,7 +23,12 @@ ChunkFn = Callable[[np.ndarray], dict]
 
 
 class StemWriters:
-    """One streaming WAV writer per output, opened on first write (bounded memory for long songs)."""
+    """One streaming WAV writer per output, opened on first write (bounded memory for long songs).
+
+    Each stem is written as ``.<name>.partial.wav`` and renamed into place only when the whole song
+    is done: a run that fails half way (a server gone past its deadline, non-finite output) leaves
+    no half stems, and an earlier run's stems stay as they were.
+    """
 
     def __init__(self, folder: Path, channels: int, subtype: str, sample_rate: int) -> None:
         self.folder, self.channels, self.subtype, self.sample_rate = folder, channels, subtype, sample_rate
@@ -32,7 +37,7 @@ class StemWriters:
     def __call__(self, name: str, segment: np.ndarray) -> None:
         import soundfile as sf
 
-        path = self.folder / f"{name}.wav"
+        path = self.folder / f".{name}.partial.wav"
         if name not in self.files:
             try:
                 self.files[name] = sf.SoundFile(str(path), "w", self.sample_rate, self.channels, self.subtype)
@@ -42,11 +47,17 @@ class StemWriters:
             raise AudioFileError(path, "refusing to write NaN/Inf samples (model produced non-finite output)")
         self.files[name].write(np.ascontiguousarray(segment.T))
 
-    def close(self) -> list[Path]:
+    def close(self, keep: bool = True) -> list[Path]:
+        """Close every stem; ``keep``: rename them into place (returned), else delete them."""
         paths = []
         for name, handle in self.files.items():
             handle.close()
-            paths.append(self.folder / f"{name}.wav")
+            partial = self.folder / f".{name}.partial.wav"
+            if keep:
+                partial.replace(self.folder / f"{name}.wav")
+                paths.append(self.folder / f"{name}.wav")
+            else:
+                partial.unlink(missing_ok=True)
         self.files = {}
         return paths
 
@@ -162,21 +173,26 @@ def existing_outputs(out_root: Path, names: Sequence[str], targets: Sequence[str
 
 def separate_file(path: str, chunk_fn: ChunkFn, folder: Path, settings: AudioSettings, *, chunk_seconds: float,
                   overlap_seconds: float, subtype: str = "FLOAT", plot: bool = False,
-                  progress: bool = False) -> tuple[list[Path], float, dict[str, np.ndarray]]:
-    """Separate one song file into ``folder`` (stems + activity); returns (written files, seconds, curves)."""
+                  progress: bool = False, curves_out: dict | None = None) -> tuple[list[Path], float, dict[str, np.ndarray]]:
+    """Separate one song file into ``folder`` (stems + activity); returns (written files, seconds, curves).
+    ``curves_out``, if given, receives every frame output (e.g. ``<target>_pitch`` for transcription)."""
     from tfmusic.audio.chunking import separate_waveform
 
     audio = open_song(path, settings.sample_rate)
     channels, samples = audio.shape
     folder.mkdir(parents=True, exist_ok=True)
     writers = StemWriters(folder, channels, subtype, settings.sample_rate)
+    done = False
     try:
         curves = separate_waveform(audio, chunk_fn, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,
                                    sink=writers, progress=progress, description=Path(path).name)
+        done = True
     finally:
-        written = writers.close()
+        written = writers.close(keep=done)
         if isinstance(audio, FileWindow):
             audio.close()
+    if curves_out is not None:
+        curves_out.update(curves)
     activity = {k[: -len("_activity")]: v for k, v in curves.items() if k.endswith("_activity")}
     written += write_activity(folder, activity, settings, plot, Path(path).name)
     return written, samples / settings.sample_rate, activity

@@ -148,13 +148,26 @@ def run_separate(args: argparse.Namespace) -> int:
                        f"use --overwrite or another --out")
     settings = settings_of(separate_chunk)  # the model's own sample rate and STFT framing
     progress = not args.quiet and sys.stderr.isatty()
+    if args.transcribe and not 0.0 < args.pitch_threshold < 1.0:
+        raise CliError("--pitch-threshold must be in (0, 1)")
     for path, name in zip(args.inputs, names):
+        curves: dict = {}
         try:
             written, seconds, activity = separate_file(
                 path, separate_chunk, out_root / name, settings, chunk_seconds=chunk_seconds,
-                overlap_seconds=args.overlap_seconds, subtype=args.subtype, plot=args.plot, progress=progress)
+                overlap_seconds=args.overlap_seconds, subtype=args.subtype, plot=args.plot, progress=progress,
+                curves_out=curves)
         except AudioFileError as err:
             raise CliError(str(err)) from err
+        if args.transcribe:
+            from tfmusic.evaluation.transcription import write_transcriptions
+
+            notes = write_transcriptions(out_root / name, curves, settings.sample_rate, settings.hop_length,
+                                         args.pitch_threshold)
+            if not notes:
+                log.warning("--transcribe: no pitch outputs (only IASS+pitch models, `tfmusic train iass_pitch`, "
+                            "transcribe)")
+            written += notes
         if args.plot and not activity:
             log.warning("--plot: no activity curves (only IASS models predict activity)")
         if not args.quiet:
@@ -195,6 +208,11 @@ def register(subparsers) -> None:
     parser.add_argument("--median-frames", type=int, default=None,
                         help="IASS: odd median-filter length over binarized activity, in frames (model default 21)")
     parser.add_argument("--plot", action="store_true", help="also draw the activity curves to activity.png")
+    parser.add_argument("--transcribe", action="store_true",
+                        help="IASS+pitch models: also write OUT/<song>/<target>.mid and <target>.pianoroll.npy "
+                        "((88, frames) A0..C8, frames gated by the predicted activity)")
+    parser.add_argument("--pitch-threshold", type=float, default=0.5,
+                        help="--transcribe: key probability above which a key is on (default: %(default)s)")
     parser.add_argument("--subtype", default="FLOAT", choices=["FLOAT", "PCM_16", "PCM_24"],
                         help="WAV sample format of the stems (default: %(default)s; PCM clips at +-1)")
     parser.add_argument("--backend", default="keras", choices=sorted(CHUNK_BACKENDS),

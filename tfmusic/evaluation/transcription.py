@@ -184,3 +184,24 @@ def evaluate_songs(model_paths: Sequence[str], song_dirs: Sequence[str], target:
                                     separator.sample_rate, separator.hop_length, activity, threshold)
     return {"target": target, "threshold": threshold, "gate_by_activity": gate_by_activity,
             "per_song": per_song, "summary": summarize(per_song)}
+
+
+def write_transcriptions(folder, curves: Mapping[str, np.ndarray], sample_rate: int, hop: int,
+                         threshold: float = PITCH_THRESHOLD, gate_by_activity: bool = True) -> list:
+    """For every ``<target>_pitch`` curve of a separated song: ``<target>.pianoroll.npy`` (``(88, frames)``
+    bool, A0 first, frame ``t`` at ``t * hop / sample_rate`` s) and ``<target>.mid``. Returns the paths."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    written = []
+    for key, probs in sorted(curves.items()):
+        if not key.endswith("_pitch"):
+            continue
+        target = key[: -len("_pitch")]
+        activity = curves.get(f"{target}_activity") if gate_by_activity else None
+        roll = transcribe(np.asarray(probs).reshape(NUM_KEYS, -1), activity, threshold)
+        np.save(folder / f"{target}.pianoroll.npy", roll)
+        (folder / f"{target}.mid").write_bytes(notes_to_midi(roll_to_notes(roll, hop / float(sample_rate)),
+                                                             name=target))
+        written += [folder / f"{target}.pianoroll.npy", folder / f"{target}.mid"]
+    return written
