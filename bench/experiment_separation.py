@@ -76,17 +76,18 @@ def claim_verdicts(summary: dict, method: str, baseline: str) -> list[dict]:
 
 
 def gap_rows(summary: dict, holdout: dict) -> list[dict]:
-    """Median SDR per target and method on the in-distribution test songs and the holdout set."""
+    """Median SDR per target and method on the in-distribution test songs and the holdout set
+    (summaries are ``bss[method][target][metric]`` medians)."""
     rows = []
-    for target, methods in sorted(summary["bss"].items()):
-        for method, stats in sorted(methods.items()):
-            other = holdout["bss"].get(target, {}).get(method)
+    for method, targets in sorted(summary["bss"].items()):
+        for target, stats in sorted(targets.items()):
+            other = holdout["bss"].get(method, {}).get(target)
             if other is None:
                 continue
-            a, b = stats["SDR"]["median"], other["SDR"]["median"]
+            a, b = stats.get("SDR"), other.get("SDR")
             rows.append({"target": target, "method": method, "in_distribution": a, "holdout": b,
                          "gap": None if a is None or b is None else b - a})
-    return rows
+    return sorted(rows, key=lambda r: (r["target"], r["method"]))
 
 
 def experiment_markdown(record: dict, summary_md: str, verdicts: list[dict], holdout_md: str = "",
