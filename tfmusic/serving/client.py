@@ -4,8 +4,10 @@ The same client talks to a real ``tensorflow_model_server`` and to ``tfmusic ser
 speak the ``tensorflow-serving-api`` protos. Long audio is cut into chunks whose request *and*
 response fit under the gRPC message-size limit, sent one by one, and stitched back with the
 project's one overlap-add (`tfmusic.audio.chunking`). Transient failures (UNAVAILABLE,
-DEADLINE_EXCEEDED) are retried with a per-attempt deadline; everything else raises
-`ServingError` naming the model, signature, gRPC code and the server's message.
+DEADLINE_EXCEEDED) are retried with a per-attempt deadline, and with ``deadline`` for as long as
+that overall budget lasts (a server restarted mid-song is waited for; every RPC here is
+idempotent); everything else raises `ServingError` naming the model, signature, gRPC code and
+the server's message.
 
 Tensor conversion lives in `tfmusic.serving.tensors` (shared with the server and the exporter);
 errors are `tfmusic.serving.errors.ServingError`, which the CLI turns into its own error.
@@ -40,12 +42,15 @@ class ServingClient:
 
     ``version`` or ``version_label`` pick a version (default: the server's policy, normally latest).
     ``timeout`` is the deadline of each attempt in seconds; ``retries`` extra attempts are made for
-    UNAVAILABLE / DEADLINE_EXCEEDED with exponential backoff.
+    UNAVAILABLE / DEADLINE_EXCEEDED with exponential backoff (capped at 2 s). With ``deadline``
+    (seconds per call, all attempts together) attempts go on until that budget is spent, however
+    many that takes, and no attempt outlives it.
     """
 
     def __init__(self, address: str, model: str, *, version: int | None = None,
                  version_label: str | None = None, timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 0.25, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 backoff: float = 0.25, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 deadline: float | None = None) -> None:
         import grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
@@ -61,8 +66,14 @@ class ServingClient:
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.max_message_bytes = int(max_message_bytes)
+        self.deadline = float(deadline) if deadline is not None else None
+        if self.deadline is not None and not self.deadline > 0:
+            raise ValueError(f"deadline must be > 0 seconds, got {deadline}")
+        # reconnect quickly after a server restart (gRPC's default backoff grows to 120 s)
         options = [("grpc.max_send_message_length", self.max_message_bytes),
-                   ("grpc.max_receive_message_length", self.max_message_bytes)]
+                   ("grpc.max_receive_message_length", self.max_message_bytes),
+                   ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+                   ("grpc.max_reconnect_backoff_ms", 2000)]
         self._channel = grpc.insecure_channel(address, options=options)
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
@@ -101,23 +112,30 @@ class ServingClient:
         import grpc
 
         attempt = 0
+        began = time.monotonic()
+        end = began + self.deadline if self.deadline is not None else None
         while True:
+            timeout = self.timeout if end is None else max(0.001, min(self.timeout, end - time.monotonic()))
             try:
-                return method(request, timeout=self.timeout)
+                return method(request, timeout=timeout)
             except grpc.RpcError as err:
                 code = err.code().name if err.code() is not None else "UNKNOWN"
-                if code in RETRYABLE and attempt < self.retries:
-                    delay = self.backoff * (2 ** attempt)
-                    log.warning("%s failed with %s (%s); retry %d/%d in %.2fs", what, code, err.details(),
-                                attempt + 1, self.retries, delay)
+                delay = min(2.0, self.backoff * (2 ** attempt))
+                if code in RETRYABLE and (attempt < self.retries if end is None
+                                          else time.monotonic() + delay < end):
+                    log.warning("%s failed with %s (%s); retry %d in %.2fs", what, code, err.details(),
+                                attempt + 1, delay)
                     time.sleep(delay)
                     attempt += 1
                     continue
                 hint = ""
+                if code in RETRYABLE and attempt:
+                    hint = f" (gave up after {attempt + 1} attempts in {time.monotonic() - began:.1f} s"
+                    hint += f" of a {self.deadline:g} s deadline)" if end is not None else ")"
                 if code == "UNAVAILABLE":
-                    hint = " (is the server running? start one with `tfmusic serve --models REPO`)"
+                    hint += " (is the server running? start one with `tfmusic serve --models REPO`)"
                 elif code == "RESOURCE_EXHAUSTED":
-                    hint = f" (message over the {self.max_message_bytes}-byte limit: send smaller chunks)"
+                    hint += f" (message over the {self.max_message_bytes}-byte limit: send smaller chunks)"
                 raise ServingError(code, f"{what} on {self._where()}: {err.details()}{hint}") from None
 
     # -- RPCs -------------------------------------------------------------------------------
@@ -252,8 +270,8 @@ def server_chunk_backend(address: str, model: str, *, timeout: float = 60.0, tar
     Returns ``(fn, targets kept)``; raises `ServingError` (unknown targets: NOT_FOUND). Chunks may
     exceed the message limit, so `ServingClient.separate` splits each again into requests that fit.
     """
-    try:
-        client = ServingClient(address, model, timeout=timeout)
+    try:  # ``timeout`` bounds each request, retries after a server restart included
+        client = ServingClient(address, model, timeout=timeout, deadline=timeout)
     except ValueError as err:
         raise ServingError("INVALID_ARGUMENT", str(err)) from err
     available = client.targets()
