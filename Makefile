@@ -46,7 +46,11 @@ experiment: $(STAMP)
 	$(PY) bench/experiment_separation.py --out bench/results/separation
 
 experiment-vae: $(STAMP)
-	$(PY) bench/experiment_vae.py --out bench/results/experiment_vae --data data/measures_folk
+	nice -n 10 $(PY) bench/experiment_vae.py --out bench/results/experiment_vae --data data/measures_folk --steps 900
+
+.PHONY: experiment-dmelodies
+experiment-dmelodies: $(STAMP)
+	nice -n 10 $(PY) bench/experiment_dmelodies.py --out bench/results/experiment_dmelodies --data data/dmelodies --steps 1500 --archs cnn,rnn
 
 # IASS vs IASS+pitch (issue 17): bass, 24 synthesized songs x 12 s, 300 steps per model (~40 min on 2 shared cores at load ~10)
 .PHONY: experiment-pitch
