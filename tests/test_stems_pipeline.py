@@ -269,7 +269,9 @@ def test_tracks_for_split_loads_held_out_songs(prepared):
     _, out, manifest = prepared
     for split in ("valid", "test"):
         tracks = splits.tracks_for_split(out, split)
-        assert {t.song_id for t in tracks} == {s for s, v in manifest["song_splits"].items() if v == split}
+        # rejected songs keep their split assignment but are in no split's data (nor evaluated)
+        assert {t.song_id for t in tracks} == {s for s, v in manifest["song_splits"].items()
+                                               if v == split and manifest["songs"][s]["status"] != "rejected"}
     t = splits.tracks_for_split(out, manifest["songs"]["Good1"]["split"])
     (good1,) = [x for x in t if x.song_id == "Good1"]
     mix, stems = good1.load(SR)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from tfmusic.cli.main import CliError
 
@@ -71,7 +72,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(json.dumps({"counts": counts, "failed": manifest["failed"], "out": str(args.out)}, indent=1))
     if counts["out"]:
         print(pipeline.summary_text(args.out))
-    return 0 if counts["failed"] == 0 else 1
+    for failure in manifest["failed"]:  # one line each, naming the song and (for audio) the file
+        print(f"tfmusic evaluate: error: {_failure_text(failure)}", file=sys.stderr)
+    if counts["failed"]:
+        raise CliError(f"{counts['failed']} of {counts['in']} song(s) could not be evaluated (each named above); "
+                       f"the other {counts['out']} were scored into {args.out}")
+    return 0
+
+
+def _failure_text(failure) -> str:
+    if isinstance(failure, dict):
+        return f"song {failure.get('track', '?')}: {failure.get('reason') or failure.get('error') or failure}"
+    return str(failure)
 
 
 def run_report(args: argparse.Namespace) -> int:

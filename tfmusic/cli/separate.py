@@ -150,6 +150,7 @@ def run_separate(args: argparse.Namespace) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     if args.transcribe and not 0.0 < args.pitch_threshold < 1.0:
         raise CliError("--pitch-threshold must be in (0, 1)")
+    failed: list[str] = []
     for path, name in zip(args.inputs, names):
         curves: dict = {}
         try:
@@ -157,8 +158,11 @@ def run_separate(args: argparse.Namespace) -> int:
                 path, separate_chunk, out_root / name, settings, chunk_seconds=chunk_seconds,
                 overlap_seconds=args.overlap_seconds, subtype=args.subtype, plot=args.plot, progress=progress,
                 curves_out=curves)
-        except AudioFileError as err:
-            raise CliError(str(err)) from err
+        except AudioFileError as err:  # one bad song does not cost the rest of the batch
+            print(f"tfmusic separate: error: {err}", file=sys.stderr)
+            failed.append(str(path))
+            _remove_empty(out_root / name)
+            continue
         if args.transcribe:
             from tfmusic.evaluation.transcription import write_transcriptions
 
@@ -172,7 +176,18 @@ def run_separate(args: argparse.Namespace) -> int:
             log.warning("--plot: no activity curves (only IASS models predict activity)")
         if not args.quiet:
             print(f"{path}: {seconds:.1f} s, {'+'.join(targets)} -> {', '.join(str(p) for p in written)}")
+    if failed:
+        raise CliError(f"{len(failed)} of {len(names)} song(s) could not be separated (each named above); "
+                       f"the other {len(names) - len(failed)} were written to {out_root}")
     return 0
+
+
+def _remove_empty(folder: Path) -> None:
+    """Drop a song folder that a failed song left empty (no stems are written before success)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # absent, or holding an earlier run's files
 
 
 def _target_list(text: str) -> list[str]:

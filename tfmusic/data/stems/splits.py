@@ -92,7 +92,7 @@ def tracks_for_split(data_dir: str | os.PathLike, split: str, input_root: str | 
     root = os.fspath(input_root) if input_root is not None else manifest.get("input", "")
     tracks = []
     for song_id, info in sorted(manifest["songs"].items()):
-        if info["split"] != split:
+        if info["split"] != split or info.get("status") == "rejected":  # rejected songs are in no split's data
             continue
         tracks.append(Track(**info["track"]).resolved(root))
     return tracks
