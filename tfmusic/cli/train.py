@@ -69,6 +69,10 @@ def register(subparsers) -> None:
     parser.add_argument("--mixed-precision", nargs="?", const="mixed_float16",
                         choices=("float32", "mixed_float16", "mixed_bfloat16"),
                         help="Keras mixed precision policy (flag alone: mixed_float16, with loss scaling)")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="XLA-compile the training step (trainer.jit_compile; one replica only)")
+    parser.add_argument("--steps-per-execution", type=int, metavar="N",
+                        help="optimizer steps per graph call, fewer host round trips (trainer.steps_per_execution)")
     parser.add_argument("--seed", type=int, help="seed of weights and data order (default 42)")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic data pipeline and TF ops (exactly reproducible resumes)")
@@ -106,6 +110,7 @@ def _flag_layer(args: argparse.Namespace) -> dict:
         "lr": "learning_rate", "segment_seconds": "segment_seconds", "eval_every": "trainer.eval_every",
         "eval_steps": "trainer.eval_steps", "stats_batches": "stats_batches", "strategy": "trainer.strategy",
         "mixed_precision": "trainer.mixed_precision", "seed": "trainer.seed",
+        "steps_per_execution": "trainer.steps_per_execution",
         "profile_steps": "trainer.profile_steps", "pitch_weight": "pitch_weight",
     }
     for attr, key in mapping.items():
@@ -118,6 +123,8 @@ def _flag_layer(args: argparse.Namespace) -> dict:
         set_dotted(layer, "trainer.deterministic", True)
     if args.histograms:
         set_dotted(layer, "trainer.histograms", True)
+    if args.jit_compile:
+        set_dotted(layer, "trainer.jit_compile", True)
     if args.no_eval:
         set_dotted(layer, "eval_split", None)
     return layer

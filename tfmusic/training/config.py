@@ -72,13 +72,15 @@ class TrainerConfig:
     plateau: PlateauConfig = dataclasses.field(default_factory=PlateauConfig)
     early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
     mixed_precision: str = "float32"
+    jit_compile: bool = False  # XLA-compile each replica's step (forward, backward, optimizer update)
+    steps_per_execution: int = 1  # optimizer steps per tf.function call (fewer host round trips)
     strategy: str = "default"
     devices: list[str] | int | None = None
     seed: int = 42
     deterministic: bool = False  # deterministic input pipeline + TF op determinism
 
     def validate(self, source: str = "config") -> None:
-        positive = ("steps", "batch_size", "eval_every", "log_every", "keep_checkpoints")
+        positive = ("steps", "batch_size", "eval_every", "log_every", "keep_checkpoints", "steps_per_execution")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{source}: trainer.{name} must be >= 1, got {getattr(self, name)}")

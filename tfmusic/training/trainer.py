@@ -99,6 +99,11 @@ class Trainer:
             raise ValueError(
                 f"batch_size {config.batch_size} is not divisible by the {self.num_replicas} replicas"
             )
+        if config.jit_compile and self.num_replicas > 1:
+            # measured (TF 2.21): under Mirrored/MultiWorkerMirrored the per-replica step holds the
+            # gradient all-reduce, a merge_call that a nested (XLA) tf.function cannot contain
+            raise ValueError(f"trainer.jit_compile works with one replica; this strategy has {self.num_replicas} "
+                             "(tf.distribute cannot all-reduce gradients inside an XLA-compiled replica step)")
         # all a task learns about the run (Task.bind): the task never holds the trainer
         self.context = TaskContext(strategy=self.strategy, batch_size=config.batch_size, seed=config.seed,
                                    deterministic=config.deterministic, progress=not self._bar_disabled())
@@ -209,10 +214,25 @@ class Trainer:
                 out = {k: _mean_scalar(v) for k, v in task.train_step(batch).items()}
             return {**out, **telemetry.name_gradient_norms(norms, task.optimizers())}
 
-        @tf.function
-        def train_fn(iterator):
-            outputs = strategy.run(replica_train_step, args=(next(iterator),))
+        # XLA compiles the per-replica step (model, loss, gradients, optimizer update), not the
+        # distributed iterator around it; one replica only (see __init__)
+        replica_step = tf.function(replica_train_step, jit_compile=True) if cfg.jit_compile else replica_train_step
+
+        def one_step(iterator):
+            outputs = strategy.run(replica_step, args=(next(iterator),))
             return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in outputs.items()}
+
+        if cfg.steps_per_execution == 1:
+            train_fn = tf.function(one_step)
+        else:
+            @tf.function
+            def train_fn(iterator, count):
+                """``count`` steps in one call (a graph loop); the metrics' means over them."""
+                totals = one_step(iterator)
+                for _ in tf.range(count - 1):
+                    more = one_step(iterator)
+                    totals = {k: totals[k] + more[k] for k in totals}
+                return {k: v / tf.cast(count, v.dtype) for k, v in totals.items()}
 
         def replica_eval_step(batch):
             return {k: _mean_scalar(v) for k, v in task.eval_step(batch).items()}
@@ -251,16 +271,35 @@ class Trainer:
         if run.last_saved != run.step:
             self._save(run)
 
+    def _steps_this_call(self, run: LoopState) -> int:
+        """How many steps the next call takes: ``steps_per_execution``, cut at the next step where
+        the loop must look (log, evaluation, checkpoint, the end, a profiled step); 1 for the first."""
+        cfg, step = self.config, run.step
+        if cfg.steps_per_execution == 1 or step == run.start:
+            return 1
+        if cfg.profile_steps and cfg.profile_steps[0] - 1 <= step <= cfg.profile_steps[1]:
+            return 1
+        count = min(cfg.steps_per_execution, cfg.steps - step)
+        for every in (cfg.log_every, cfg.eval_every, cfg.checkpoint_every):
+            if every:
+                count = min(count, every - step % every)
+        return max(count, 1)
+
     def _train_step(self, run: LoopState, iterator: Any, meters: LoopMeters) -> None:
-        """One optimizer step; its metrics go into the logging and evaluation windows."""
-        step = run.step + 1
+        """One call of the train function (``count`` optimizer steps, 1 by default); its metrics (the
+        mean over those steps, once per step) go into the logging and evaluation windows."""
+        count = self._steps_this_call(run)
+        step = run.step + count
         meters.profiler.before_step(step)
         if run.step == run.start:
             meters.graph.start()
         began = time.perf_counter()
         try:  # the Trace is the profiler's step marker (step time in the Profile tab)
             with tf.profiler.experimental.Trace("train", step_num=step, _r=1):
-                metrics = self._train_fn(iterator)
+                if self.config.steps_per_execution == 1:
+                    metrics = self._train_fn(iterator)
+                else:
+                    metrics = self._train_fn(iterator, tf.constant(count, tf.int32))
         except (StopIteration, tf.errors.OutOfRangeError):
             raise ValueError(f"task {self.task.name!r}: the training dataset yielded no batches") from None
         values = {k: float(v) for k, v in metrics.items()}  # waits for the step to finish
@@ -271,12 +310,14 @@ class Trainer:
             meters.graph.export(step)
             log.info("first training step done (graph traced)")
         else:  # the first step includes tracing: not a throughput sample
-            meters.throughput.add(time.perf_counter() - began)
+            elapsed = time.perf_counter() - began
+            for _ in range(count):
+                meters.throughput.add(elapsed / count)
         meters.profiler.after_step(step)
         for key, value in values.items():
-            meters.log_window[key].append(value)
-            run.eval_window[key].append(value)
-        meters.bar.update(1)
+            meters.log_window[key].extend([value] * count)
+            run.eval_window[key].extend([value] * count)
+        meters.bar.update(count)
 
     def _log_train(self, step: int, meters: LoopMeters) -> None:
         """Training means since the last log line, learning rates and throughput to TensorBoard."""

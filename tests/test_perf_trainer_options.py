@@ -1,0 +1,101 @@
+"""Trainer speed options: ``steps_per_execution`` gives the same training under the default, mirrored
+(2 logical CPUs) and multi-worker (2 processes) strategies; ``jit_compile`` (XLA) the same training
+under the default strategy and a clear error with several replicas."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfmusic.training.config import ConfigError, TrainerConfig
+
+WORKER = Path(__file__).with_name("_perf_trainer_worker.py")
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = {"plain": {}, "spe3": {"steps_per_execution": 3}}
+
+
+def _env(**extra) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "KERAS_BACKEND": "tensorflow",
+           "PYTHONPATH": str(ROOT), **extra}
+    if "TF_CONFIG" not in extra:
+        env.pop("TF_CONFIG", None)
+    return env
+
+
+def _weights(path: Path) -> list[np.ndarray]:
+    data = np.load(path)
+    return [data[k] for k in sorted(data.files)]
+
+
+def _same_training(out: Path, a: str, b: str) -> None:
+    wa, wb = _weights(out / f"{a}.npz"), _weights(out / f"{b}.npz")
+    assert len(wa) == len(wb) > 2
+    for x, y in zip(wa, wb):  # XLA may fuse float ops differently: same training, not same bits
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_config_rejects_zero_steps_per_execution():
+    with pytest.raises(ConfigError, match="steps_per_execution"):
+        TrainerConfig(steps_per_execution=0).validate()
+
+
+def test_default_strategy_in_process(tmp_path):
+    from tests._perf_trainer_worker import main
+
+    runs = {**RUNS, "jit_spe": {"jit_compile": True, "steps_per_execution": 3}, "spe4": {"steps_per_execution": 4}}
+    assert main("default", "-", str(tmp_path), json.dumps(runs)) == 0
+    # 5 steps, log every 2, eval at 5: calls of 1 (first), 1 (to the log at 2), 2, 1 -> still step 5
+    for name in runs:
+        assert int(np.load(tmp_path / f"{name}.npz")["iterations"]) == 5
+        assert json.loads((tmp_path / name / "history.json").read_text())["history"][0]["step"] == 5
+    for name in ("spe3", "spe4"):  # the same ops, in a graph loop: bit for bit
+        for x, y in zip(_weights(tmp_path / "plain.npz"), _weights(tmp_path / f"{name}.npz")):
+            np.testing.assert_array_equal(x, y)
+    _same_training(tmp_path, "plain", "jit_spe")
+
+
+def test_mirrored_two_logical_cpus(tmp_path):
+    runs = {**RUNS, "jit": {"jit_compile": True}}
+    proc = subprocess.run([sys.executable, str(WORKER), "mirrored", "2", str(tmp_path), json.dumps(runs)],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["spe3"] == {"replicas": 2, "step": 5, "history": [5]}
+    _same_training(tmp_path, "plain", "spe3")
+    assert "jit_compile works with one replica" in summary["jit"]["error"]
+
+
+def test_multiworker_two_processes(tmp_path):
+    socks = [socket.socket() for _ in range(2)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]}
+    for s in socks:
+        s.close()
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        (tmp_path / f"w{index}").mkdir()
+        procs.append(subprocess.Popen(
+            [sys.executable, str(WORKER), "multiworker", "-", str(tmp_path / f"w{index}"),
+             json.dumps({"spe3": RUNS["spe3"]})],
+            env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for stdout, stderr, code in results:
+        assert code == 0, stderr[-3000:]
+        assert json.loads(stdout.strip().splitlines()[-1])["spe3"] == {"replicas": 2, "step": 5, "history": [5]}
+    w0, w1 = _weights(tmp_path / "w0" / "spe3.npz"), _weights(tmp_path / "w1" / "spe3.npz")
+    for x, y in zip(w0, w1):
+        np.testing.assert_array_equal(x, y)
