@@ -18,3 +18,38 @@ def best_of(fn: Callable[[], object], repeats: int, *, warmup: bool = False) -> 
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def load_average() -> float:
+    """1-minute load average (the machine is shared: every figure is reported with it)."""
+    import os
+
+    return round(os.getloadavg()[0], 2)
+
+
+def interleaved(sides: dict[str, Callable[[], object]], repeats: int, *, warmup: bool = True
+                ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Best time per side, with the sides' repetitions interleaved (A B A B ...) so a load change hits
+    all of them alike; also the 1-minute load average seen around each side's timed calls."""
+    if warmup:
+        for fn in sides.values():
+            fn()
+    best = {name: float("inf") for name in sides}
+    loads: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            loads[name].append(load_average())
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, loads
+
+
+def load_note(loads: dict[str, list[float]], tolerance: float = 1.0) -> str:
+    """``load a/b`` per side (mean 1-min load average), flagged when the sides differ by more than
+    ``tolerance`` (one core's worth): then the ratio is not trustworthy."""
+    means = {k: sum(v) / len(v) for k, v in loads.items() if v}
+    text = "load " + "/".join(f"{m:.1f}" for m in means.values())
+    if means and max(means.values()) - min(means.values()) > tolerance:
+        text += " (UNEVEN LOAD: sides ran under different load)"
+    return text
