@@ -28,7 +28,7 @@ import types
 from pathlib import Path
 
 import numpy as np
-from timing import best_of
+from timing import best_of, interleaved, load_note
 
 SR = 44100
 N_FFT, HOP, MAX_BIN, N_BINS = 4096, 1024, 1487, 2049
@@ -41,6 +41,23 @@ def _knob(name: str, default: int) -> int:
 def _time(fn, repeats: int) -> float:
     """Best-of-``repeats`` seconds after one warm-up call (first call traces/compiles)."""
     return best_of(fn, repeats, warmup=True)
+
+
+def _pair(ours_fn, reference_fn, repeats: int) -> tuple[float, float, str]:
+    """Best-of times of both sides, repetitions interleaved (after one warm-up call each), and the load note."""
+    best, loads = interleaved({"ours": ours_fn, "reference": reference_fn}, repeats)
+    return best["ours"], best["reference"], load_note(loads)
+
+
+def _pin_tf_threads() -> None:
+    """TF gets the same 2 intra-op threads as torch.set_num_threads(2)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TF already initialised by an earlier bench in this process
+        pass
 
 
 def _row(what, ours, reference, unit, target_ratio, notes, higher_is_better: bool = False) -> dict:
@@ -171,9 +188,10 @@ def _bench_iass_inference(repeats: int, seconds: int) -> list[dict]:
     from tfmusic.models.separator import Separator
 
     x = (0.1 * np.random.default_rng(1).standard_normal((1, 1, SR * seconds))).astype(np.float32)
-    sep = Separator({"vocals": IASS()}, stft_method="fft")
+    iass = IASS()
+    median = iass.median_frames
+    sep = Separator({"vocals": iass}, stft_method="fft")
     run = tf.function(lambda v: sep(v, training=False))
-    ours = _time(lambda: run(x)["vocals"].numpy(), repeats)
 
     ref = _torch_iass().eval()
     window = torch.hann_window(N_FFT)
@@ -183,13 +201,17 @@ def _bench_iass_inference(repeats: int, seconds: int) -> list[dict]:
         with torch.no_grad():
             spec = torch.stft(wav, N_FFT, HOP, window=window, center=True, return_complex=True)  # (C, F, T)
             est, logits = ref(spec.abs()[None])
-            act = (torch.sigmoid(logits) > 0.5).float()  # (median filter omitted: negligible cost)
+            act = (torch.sigmoid(logits) > 0.5).float()  # (B, T), then the same median filter as IASS
+            half = median // 2
+            act = torch.nn.functional.pad(act[:, None], (half, half), mode="reflect")[:, 0]
+            act = act.unfold(-1, median, 1).median(-1).values
             masked = spec * (est[0] / spec.abs().clamp_min(1e-8)) * act[0]
             return torch.istft(masked, N_FFT, HOP, window=window, center=True, length=wav.shape[-1])
 
-    reference = _time(torch_separate, repeats)
+    ours, reference, load = _pair(lambda: run(x)["vocals"].numpy(), torch_separate, repeats)
     return [_row(f"IASS inference, 1 target, {seconds} s mono (waveform -> stem)", ours, reference, "s", 2.0,
-                 f"Keras Separator (FFT STFT) vs PyTorch IASS from spec A.3; {seconds / ours:.1f}x real time")]
+                 f"Keras Separator (FFT STFT) vs OUR PyTorch port of IASS from spec A.3 (not the authors' code), "
+                 f"both with the {median}-frame activity median filter; {seconds / ours:.1f}x real time; {load}")]
 
 
 def _bench_umx_inference(repeats: int, seconds: int) -> list[dict]:
@@ -205,7 +227,6 @@ def _bench_umx_inference(repeats: int, seconds: int) -> list[dict]:
     x = (0.1 * np.random.default_rng(2).standard_normal((1, 2, SR * seconds))).astype(np.float32)
     sep = Separator({t: OpenUnmix() for t in targets}, stft_method="fft")
     run = tf.function(lambda v: sep(v, training=False))
-    ours = _time(lambda: run(x)["vocals"].numpy(), repeats)
     iass_sep = Separator({t: IASS() for t in targets}, stft_method="fft")  # mono models: channel mixdown
     iass_run = tf.function(lambda v: iass_sep(v, training=False))
     iass = _time(lambda: iass_run(x)["vocals"].numpy(), repeats)
@@ -219,16 +240,17 @@ def _bench_umx_inference(repeats: int, seconds: int) -> list[dict]:
         with torch.no_grad():
             return ref(wav)
 
-    reference = _time(torch_separate, repeats)
+    ours, reference, load = _pair(lambda: run(x)["vocals"].numpy(), torch_separate, repeats)
     return [
         _row(f"Open-Unmix inference, 4 targets, {seconds} s stereo, no Wiener: our Keras UMX vs PyTorch UMX",
              ours, reference, "s", 1.0,
              f"Keras Separator (FFT STFT) vs openunmix 1.3 Separator; real-time factor ours {ours / seconds:.3f}, "
-             f"PyTorch {reference / seconds:.3f}"),
+             f"PyTorch {reference / seconds:.3f}; {load}"),
         _row(f"Separation, 4 targets, {seconds} s stereo: IASS x 4 (one Keras Separator) vs PyTorch Open-Unmix x 4",
              iass, reference, "s", None,
              f"real-time factor (processing s / audio s): IASS x 4 {iass / seconds:.3f}, "
-             f"PyTorch Open-Unmix x 4 {reference / seconds:.3f}; random weights, no Wiener"),
+             f"PyTorch Open-Unmix x 4 {reference / seconds:.3f} (timed in the row above, not interleaved with "
+             f"IASS); random weights, no Wiener"),
     ]
 
 
@@ -262,13 +284,11 @@ def _bench_training(repeats: int, batch: int) -> list[dict]:
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 
-        ours = _time(lambda: float(step(mag, target, labels)), repeats)
-
         if name == "IASS":
             ref = _torch_iass().train()
         else:
             ref = _import_openunmix().OpenUnmix(nb_bins=N_BINS, nb_channels=2, max_bin=MAX_BIN).train()
-        opt = torch.optim.Adam(ref.parameters(), lr=1e-3, weight_decay=1e-5)
+        opt = torch.optim.Adam(ref.parameters(), lr=1e-3)  # plain Adam on both sides (no weight decay)
         t_mag = torch.from_numpy(mag).transpose(2, 3)  # torch models take (B, C, F, T)
         t_target = torch.from_numpy(target).transpose(2, 3)
         t_labels = torch.from_numpy(labels)
@@ -285,14 +305,16 @@ def _bench_training(repeats: int, batch: int) -> list[dict]:
             opt.step()
             return float(loss)
 
-        reference = _time(torch_step, repeats)
+        ours, reference, load = _pair(lambda: float(step(mag, target, labels)), torch_step, repeats)
+        who = "OUR PyTorch port of IASS from the spec" if name == "IASS" else "openunmix 1.3 (the authors' PyTorch)"
         rows.append(_row(f"{name} training step, batch {batch} x 6 s ({'mono' if channels == 1 else 'stereo'})",
                          ours, reference, "s/step", 2.0 if name == "IASS" else 1.0,
-                         "forward + backward + Adam on precomputed magnitudes; tf.function vs PyTorch eager"))
+                         f"forward + backward + Adam (no weight decay either side) on precomputed magnitudes; "
+                         f"tf.function vs {who}, eager; {load}"))
         if name == "Open-Unmix":
             rows.append(_row(f"Open-Unmix training steps per second, batch {batch} x 6 s stereo: "
                              "our Keras UMX vs PyTorch UMX", 1.0 / ours, 1.0 / reference, "steps/s", 1.0,
-                             "same batch shape and loss (MSE) + Adam; ratio = ours / PyTorch",
+                             f"same batch shape and loss (MSE) + Adam; ratio = ours / PyTorch; {load}",
                              higher_is_better=True))
     return rows
 
@@ -309,6 +331,7 @@ def run(out_dir: Path) -> list[dict]:
     except ImportError:
         return rows + [{"what": "separation vs PyTorch", "notes": "skipped: torch not installed (make venv)"}]
     torch.set_num_threads(2)
+    _pin_tf_threads()
     rows += _bench_iass_inference(repeats, seconds)
     rows += _bench_umx_inference(repeats, seconds)
     rows += _bench_training(repeats, batch)

@@ -1,0 +1,152 @@
+"""Training step speed by precision and by trainer option, both sides in one run, interleaved.
+
+Rows (ratio = reference time / ours, > 1 means ours is faster):
+- IASS training step (batch ``TFMUSIC_BENCH_BATCH`` = 4 x 6 s mono, MSE + 2 x BCE, AdamW):
+  ``mixed_bfloat16`` vs ``float32``, and the loss after the same ``K`` steps on the same fixed batch
+  from the same initial weights (``K`` = ``TFMUSIC_BENCH_LOSS_STEPS``, default 8).
+- Open-Unmix training step (batch 4 x 6 s stereo, default size): the same two rows.
+- XLA (``jit_compile``) and ``steps_per_execution=4`` vs the plain trainer step (small UMX, 1 s).
+
+Each step is the task's own ``train_step`` in a ``tf.function`` (what the trainer runs per replica).
+Threads: TF intra-op and inter-op pools fixed to 2 / 1 for both sides. The machine is shared: each
+row carries the 1-minute load average seen by each side, flagged when they differ.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from timing import interleaved, load_note
+
+SR = 44100
+
+
+def _pin_threads() -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised by an earlier bench in this process
+        pass
+
+
+def _task(model: str, channels: int, seconds: float, batch: int, policy: str, kwargs: dict | None = None,
+          trainer: dict | None = None):
+    """A built SeparationTask on one fixed synthetic batch under ``policy``; returns (task, batch tensors)."""
+    import keras
+    import tensorflow as tf
+
+    from tfmusic.training.config import TrainerConfig
+    from tfmusic.training.separation import SeparationConfig, SeparationTask
+    from tfmusic.training.strategies import make_strategy
+    from tfmusic.training.task import TaskContext
+
+    samples = int(seconds * SR)
+    frames = 1 + (samples - 4096) // 1024
+    rng = np.random.default_rng(0)
+    mix = rng.normal(scale=0.1, size=(batch, channels, samples)).astype(np.float32)
+    data = (mix, 0.5 * mix, (rng.random((batch, frames)) > 0.5).astype(np.float32))
+    config = SeparationConfig(model=model, nb_channels=channels, segment_seconds=seconds,
+                              model_kwargs=dict(kwargs or {}), eval_split=None,
+                              trainer=TrainerConfig(batch_size=batch, **(trainer or {})))
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        task = SeparationTask(config)
+        task.bind(TaskContext(strategy=make_strategy("default"), batch_size=batch, seed=0, deterministic=False,
+                              progress=False))
+        task.build()
+        task.model.set_input_statistics(np.zeros(2049), np.ones(2049))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return task, tuple(tf.constant(x) for x in data)
+
+
+def _precision_rows(name: str, model: str, channels: int, batch: int, repeats: int, loss_steps: int) -> list[dict]:
+    import tensorflow as tf
+
+    tasks = {p: _task(model, channels, 6.0, batch, p) for p in ("float32", "mixed_bfloat16")}
+    tasks["mixed_bfloat16"][0].model.set_weights(tasks["float32"][0].model.get_weights())  # same start
+    steps = {p: tf.function(t.train_step) for p, (t, _) in tasks.items()}
+    losses = {p: [] for p in tasks}
+
+    def side(p):
+        def call():
+            losses[p].append(float(steps[p](tasks[p][1])["loss"]))
+        return call
+
+    best, loads = interleaved({p: side(p) for p in tasks}, repeats)
+    for _ in range(max(0, loss_steps - repeats - 1)):  # the same number of steps on each side
+        for p in tasks:
+            side(p)()
+    fp32, bf16 = best["float32"], best["mixed_bfloat16"]
+    l32, l16 = losses["float32"][-1], losses["mixed_bfloat16"][-1]
+    return [{
+        "what": f"{name} training step, batch {batch} x 6 s, mixed_bfloat16 vs float32",
+        "ours": bf16, "reference": fp32, "unit": "s/step", "ratio": fp32 / bf16,
+        "target": ">= 1.5x, loss within 5%" if model == "iass" else "informative (loss within 5%)",
+        "met": (fp32 / bf16 >= 1.5 if model == "iass" else None) if abs(l16 - l32) <= 0.05 * abs(l32) else False,
+        "notes": f"loss after {len(losses['float32'])} steps on one fixed batch from the same weights: "
+                 f"bf16 {l16:.5g} vs fp32 {l32:.5g}; {load_note(loads)}"}]
+
+
+def _trainer_fit_seconds(trainer: dict, steps: int) -> float:
+    """Seconds of ``Trainer.fit`` for ``steps`` steps of a small UMX (includes the first-step trace)."""
+    from tfmusic.training.trainer import Trainer
+
+    task, data = _task("umx", 2, 1.0, 4, "float32", dict(hidden_size=64, nb_layers=1),
+                       dict(log_every=steps, eval_every=10**6, summaries=False, grad_norm=False, **trainer))
+    import tensorflow as tf
+
+    task.train_dataset = lambda: tf.data.Dataset.from_tensors(data).repeat()
+    task.eval_dataset = lambda: None
+    task.prepare = lambda: None
+    task.config.trainer.steps = steps
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        Trainer(task, task.config.trainer, Path(tmp) / "run", progress=False).fit()
+        return time.perf_counter() - start
+
+
+def _option_rows(k: int) -> list[dict]:
+    """Per-step time from fit(2k) - fit(k), plain vs each option; sides interleaved."""
+    options = {"plain": {}, "jit_compile": {"jit_compile": True}, "steps_per_execution=4": {"steps_per_execution": 4}}
+    times: dict[str, list[float]] = {n: [] for n in options}
+
+    def side(n):
+        def call():
+            times[n].append((_trainer_fit_seconds(options[n], 2 * k) - _trainer_fit_seconds(options[n], k)) / k)
+        return call
+
+    _, loads = interleaved({n: side(n) for n in options}, 1, warmup=False)
+    plain = times["plain"][0]
+    rows = []
+    for n in ("jit_compile", "steps_per_execution=4"):
+        ours = times[n][0]
+        rows.append({"what": f"trainer step with {n} vs plain (small UMX, batch 4 x 1 s stereo, CPU)",
+                     "ours": ours, "reference": plain, "unit": "s/step", "ratio": plain / ours,
+                     "target": "informative on CPU (GPU: see docs/PERFORMANCE.md)", "met": None,
+                     "notes": f"(fit {2 * k} - fit {k}) / {k} steps; {load_note({'plain': loads['plain'], n: loads[n]})}"})
+    return rows
+
+
+def run(out_dir: Path) -> list[dict]:
+    _pin_threads()
+    batch = int(os.environ.get("TFMUSIC_BENCH_BATCH", 4))
+    repeats = int(os.environ.get("TFMUSIC_BENCH_REPEATS", 3))
+    loss_steps = int(os.environ.get("TFMUSIC_BENCH_LOSS_STEPS", 8))
+    rows = _precision_rows("IASS", "iass", 1, batch, repeats, loss_steps)
+    rows += _precision_rows("Open-Unmix", "umx", 2, batch, repeats, loss_steps)
+    rows += _option_rows(int(os.environ.get("TFMUSIC_BENCH_OPTION_STEPS", 10)))
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for row in run(Path(".")):
+        print(row)
