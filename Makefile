@@ -8,7 +8,7 @@ DEMO_OUT ?= demo_out
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help venv demo test bench experiment experiment-vae clean
+.PHONY: help venv demo test bench experiment experiment-vae clean reliability
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on embedded defaults (writes $(DEMO_OUT)/)"
@@ -56,3 +56,13 @@ experiment-dmelodies: $(STAMP)
 .PHONY: experiment-pitch
 experiment-pitch: $(STAMP)
 	nice -n 10 $(PY) bench/experiment_pitch.py --out bench/results/experiment_pitch --copy-to bench/experiments
+
+# Reliability (issue 14): kill/resume chains (toy trainer, train iass, vae train), client faults, audio
+# fuzzing, then the server soak (SOAK_SECONDS, default 300); writes bench/reliability/RESULTS.md.
+SOAK_SECONDS ?= 300
+reliability: $(STAMP)
+	mkdir -p bench/results && rm -f bench/results/reliability-faults.jsonl
+	TFMUSIC_RELIABILITY=1 TFMUSIC_RELIABILITY_LOG=$(CURDIR)/bench/results/reliability-faults.jsonl $(PY) -m pytest -q -p no:cacheprovider \
+	    tests/test_reliability_kill.py tests/test_reliability_kill_cli.py tests/test_reliability_client.py tests/test_fuzz_audio.py
+	$(PY) bench/reliability/soak.py --seconds $(SOAK_SECONDS) --out bench/reliability/RESULTS.md \
+	    --faults bench/results/reliability-faults.jsonl

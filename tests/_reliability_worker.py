@@ -44,3 +44,15 @@ if __name__ == "__main__":
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     train(args.run_dir, args.resume)
+
+
+def log_faults(scenario: str, faults: list[str], lost: int = 0) -> None:
+    """Append survived faults to ``$TFMUSIC_RELIABILITY_LOG`` (``make reliability`` tabulates them)."""
+    import json
+
+    path = os.environ.get("TFMUSIC_RELIABILITY_LOG")
+    if not path:
+        return
+    with open(path, "a") as handle:
+        for fault in faults:
+            handle.write(json.dumps({"scenario": scenario, "fault": fault, "survived": True, "data_lost": lost}) + "\n")

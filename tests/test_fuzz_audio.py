@@ -14,6 +14,7 @@ pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from tests._fuzz_audio import write_corpus, write_good  # noqa: E402
+from tests._reliability_worker import log_faults  # noqa: E402
 from tfmusic.cli.main import main  # noqa: E402
 
 FAILS_TO_READ = {"garbage", "huge_header", "empty", "zero_frames", "nan", "inf", "eight_channels"}
@@ -44,6 +45,7 @@ def test_separate_names_each_bad_file_and_keeps_the_rest(tmp_path, capsys):
     n_bad = len(FAILS_TO_READ)
     assert lines[-1].startswith(f"tfmusic separate: error: {n_bad} of {len(files)} song(s) could not be separated")
     assert not list(out.rglob(".*.partial.wav"))
+    log_faults("tfmusic separate, hostile file among good ones", sorted(k for k in files if k != "good"))
 
 
 def test_preprocess_rejects_then_evaluate_names_the_file(tmp_path, capsys):
@@ -86,3 +88,5 @@ def test_preprocess_rejects_then_evaluate_names_the_file(tmp_path, capsys):
     assert "2 of 5 song(s) could not be evaluated" in err
     evaluated = json.loads((out / "manifest.json").read_text())["counts"]
     assert evaluated["in"] == 5 and evaluated["out"] == 3 and evaluated["failed"] == 2
+    log_faults("tfmusic data preprocess, hostile stem (song rejected, named)", sorted(corpus))
+    log_faults("tfmusic evaluate, stem turned hostile after preprocessing", ["garbage", "nan"])

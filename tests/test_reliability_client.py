@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("tensorflow_serving")
 from tests.test_export_saved_model import export_tiny_separator  # noqa: E402
+from tests._reliability_worker import log_faults  # noqa: E402
 from tfmusic.serving.client import ServingClient, ServingError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +97,7 @@ def test_restart_mid_song_is_retried_and_the_output_is_identical(server):
     assert sorted(got) == sorted(want)
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    log_faults("serving client, output identical", ["server SIGKILL + restart mid-song"])
 
 
 def test_past_the_deadline_a_clear_error_and_no_stem_files(server, tmp_path, monkeypatch, capsys):
@@ -132,3 +134,5 @@ def test_past_the_deadline_a_clear_error_and_no_stem_files(server, tmp_path, mon
     err = capsys.readouterr().err
     assert "gave up after" in err and "Traceback" not in err
     assert [p for p in out.rglob("*") if p.is_file()] == []
+    log_faults("serving client, clear error, no partial stems", ["server SIGKILL, never back (deadline)",
+                                                                  "server dies mid-song in tfmusic separate"])

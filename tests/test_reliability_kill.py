@@ -102,5 +102,7 @@ def test_four_kills_then_resume_end_bit_identical(tmp_path):
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not (run / ".model.partial.keras").exists()
+    worker.log_faults("trainer (toy task), SIGKILL + resume, bit-identical end",
+                      ["train-step:3", "checkpoint-write:1", "best-write:2", "model-export:1"])
     assert sorted(p.name for p in (ckpts / "best").iterdir()) == [
         "best-%d.data-00000-of-00001" % reference.best_step, "best-%d.index" % reference.best_step, "checkpoint"]

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._reliability_worker import log_faults
+
 tf = pytest.importorskip("tensorflow")
 
 pytestmark = [pytest.mark.skipif(os.environ.get("TFMUSIC_RELIABILITY") != "1",
@@ -104,7 +106,7 @@ def test_train_iass_cli_kill_chain(stems_dir, tmp_path):
     proc = _run(first(tmp_path / "reference") + ["--steps", "6"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     faults = kill_chain(first, resume, tmp_path / "reference", tmp_path / "run", 6)
-    print("iass faults survived:", faults)
+    log_faults("tfmusic train iass, SIGKILL + --resume, bit-identical end", faults)
 
 
 def test_vae_train_cli_kill_chain(tmp_path):
@@ -119,4 +121,4 @@ def test_vae_train_cli_kill_chain(tmp_path):
     proc = _run(first(tmp_path / "reference") + ["--steps", "6"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     faults = kill_chain(first, resume, tmp_path / "reference", tmp_path / "run", 6)
-    print("vae faults survived:", faults)
+    log_faults("tfmusic vae train, SIGKILL + --resume, bit-identical end", faults)

@@ -319,11 +319,30 @@ def markdown(report: dict, load: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fault_table(path: Path) -> str:
+    """The kill / client-fault / fuzz records the tests append under ``make reliability`` as a table."""
+    rows: dict[str, list] = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        record = json.loads(line)
+        entry = rows.setdefault(record["scenario"], [[], 0, 0])
+        entry[0].append(record["fault"])
+        entry[1] += bool(record["survived"])
+        entry[2] += int(record["data_lost"])
+    lines = ["## Faults injected (kill, client and fuzz tests)", "",
+             "| scenario | faults injected | survived | data lost |", "|---|---|---|---|"]
+    for scenario, (faults, survived, lost) in rows.items():
+        lines.append(f"| {scenario} | {len(faults)}: {', '.join(faults)} | {survived} | {lost} |")
+    if not rows:
+        lines.append("| (no records: run the tests with TFMUSIC_RELIABILITY_LOG set) | | | |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=300.0, help="how long the clients run (default 300)")
     parser.add_argument("--work", default="/tmp/tfmusic-soak", help="scratch folder (model repository)")
-    parser.add_argument("--out", help="write the Markdown table here (e.g. bench/reliability/soak.md)")
+    parser.add_argument("--out", help="write the Markdown table here (e.g. bench/reliability/RESULTS.md)")
+    parser.add_argument("--faults", help="JSON lines of the fault tests (TFMUSIC_RELIABILITY_LOG) to tabulate too")
     args = parser.parse_args(argv)
     if not args.seconds > 0:
         parser.error("--seconds must be > 0")
@@ -331,7 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     load = os.popen("uptime").read().strip()
     print(json.dumps(report, indent=1))
     if args.out:
-        Path(args.out).write_text(markdown(report, load))
+        text = "# Reliability results (`make reliability`)\n\n" + markdown(report, load)
+        if args.faults:
+            text += "\n" + fault_table(Path(args.faults))
+        Path(args.out).write_text(text)
     problems = failures(report)
     for problem in problems:
         print("FAIL:", problem, file=sys.stderr)

@@ -159,8 +159,12 @@ class CheckpointKeeper:
         if not self._best_dir.is_dir():
             return
         if keep is not None and Path(f"{self._best_dir / f'best-{int(keep)}'}.index").is_file():
-            # the pointer (atomic) for tf.train.latest_checkpoint readers, only for a committed best
-            tf.compat.v1.train.update_checkpoint_state(str(self._best_dir), f"best-{int(keep)}")
+            # the pointer for tf.train.latest_checkpoint readers (CheckpointState text proto), written
+            # atomically and only for a committed best
+            name = f"best-{int(keep)}"
+            tmp = self._best_dir / "checkpoint.tmp"
+            tmp.write_text(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+            os.replace(tmp, self._best_dir / "checkpoint")
         pattern = re.compile(r"^best-(\d+)[._]")
         for child in self._best_dir.iterdir():
             match = pattern.match(child.name)

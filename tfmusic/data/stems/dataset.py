@@ -182,7 +182,10 @@ def make_dataset(
         return tf.data.Dataset.random(seed=None if seed is None else seed * 1000 + k, rerandomize_each_iteration=True)
 
     ds = tf.data.TFRecordDataset(files)
-    ds = ds.shuffle(buffer, seed=None if seed is None else seed * 1000 + 1, reshuffle_each_iteration=True).repeat()
+    # repeat, then shuffle: the shuffle's seed generator advances once per pass over this dataset. Shuffling
+    # before the repeat re-seeded it at every inner epoch, and how many inner epochs the parallel map and
+    # prefetch had read ahead of take(epoch) varied, so a pass's order (and a resumed run) was not reproducible.
+    ds = ds.repeat().shuffle(buffer, seed=None if seed is None else seed * 1000 + 1, reshuffle_each_iteration=True)
     ds = tf.data.Dataset.zip((ds, random_stream(2)))
 
     def crop_offset(key):
