@@ -99,3 +99,13 @@ def test_multiworker_two_processes(tmp_path):
     w0, w1 = _weights(tmp_path / "w0" / "spe3.npz"), _weights(tmp_path / "w1" / "spe3.npz")
     for x, y in zip(w0, w1):
         np.testing.assert_array_equal(x, y)
+
+
+def test_mixed_precision_auto_resolves_from_the_hardware():
+    from tfmusic.training.precision import cpu_has_native_bf16, resolve_policy
+
+    assert cpu_has_native_bf16("flags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    assert not cpu_has_native_bf16("flags\t\t: fpu sse2 avx2\n")
+    assert resolve_policy("mixed_float16") == "mixed_float16"
+    assert resolve_policy("auto") == ("mixed_bfloat16" if cpu_has_native_bf16() else "float32")  # no GPU in CI
+    TrainerConfig(mixed_precision="auto").validate()

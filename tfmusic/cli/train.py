@@ -67,8 +67,9 @@ def register(subparsers) -> None:
     parser.add_argument("--devices", help="mirrored: a device count (GPUs, or logical CPUs when there is no "
                         "GPU) or names such as /gpu:0,/gpu:1")
     parser.add_argument("--mixed-precision", nargs="?", const="mixed_float16",
-                        choices=("float32", "mixed_float16", "mixed_bfloat16"),
-                        help="Keras mixed precision policy (flag alone: mixed_float16, with loss scaling)")
+                        choices=("float32", "mixed_float16", "mixed_bfloat16", "auto"),
+                        help="Keras mixed precision policy (flag alone: mixed_float16, with loss scaling; auto: "
+                        "mixed_bfloat16 on CPUs with AVX512_BF16/AMX and GPUs >= sm_80, else float32)")
     parser.add_argument("--jit-compile", action="store_true",
                         help="XLA-compile the training step (trainer.jit_compile; one replica only)")
     parser.add_argument("--steps-per-execution", type=int, metavar="N",

@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-MIXED_PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+MIXED_PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16", "auto")  # auto: training/precision.py
 STRATEGY_NAMES = ("default", "mirrored", "multiworker")
 
 

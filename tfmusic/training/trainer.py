@@ -51,6 +51,7 @@ from tfmusic.training import faults
 from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState, save_model_atomic
 from tfmusic.training.config import TrainerConfig, save_json
 from tfmusic.training.loop_state import LoopMeters, LoopState
+from tfmusic.training.precision import resolve_policy
 from tfmusic.training.rundir import check_run_dir
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
 from tfmusic.training import telemetry
@@ -123,7 +124,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``config.steps`` or early stopping; write the run directory."""
         previous_policy = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy(self.config.mixed_precision)
+        keras.mixed_precision.set_global_policy(resolve_policy(self.config.mixed_precision))
         self._writers: SummaryWriters | None = None
         self._keeper: CheckpointKeeper | None = None
         self._final: dict[str, float] = {}
