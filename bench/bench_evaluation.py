@@ -1,26 +1,45 @@
-"""Benchmark: tfmusic's per-target BSS Eval v4 against museval's joint evaluation of the same song.
+"""Benchmark: evaluation time and peak memory, tfmusic's chunked BSS Eval v4 against museval.
 
-tfmusic scores each target against (target, rest); museval's MUSDB procedure evaluates all targets
-in one joint call. SDR and ISR must agree (they depend only on the target's own estimate); the
-speed-up comes from solving several small (2-source) projection systems instead of one large one.
-Both sides run here, on the same synthetic 4-source stereo song, in the same process; times are
-process CPU seconds (all threads), which stay comparable on a shared, busy machine.
+Sides, each in its own subprocess (peak RSS = ``ru_maxrss``; 2 BLAS/FFT threads each), on the
+same synthetic song (4 targets, 60 s, stereo, 44.1 kHz; estimates = target + 10 % of another
+target + noise):
+
+* ``ours``: :mod:`tfmusic.evaluation.bss_v4` per target against (target, rest), the reference
+  model built once per target and shared by every method;
+* ``before``: what ``tfmusic evaluate`` ran until now: ``museval.metrics.bss_eval`` per target
+  against (target, rest), once per method;
+* ``museval``: ``museval.evaluate`` on the 4 targets jointly (MUSDB's procedure).
+
+With one method, ours vs museval and ours vs before; with 5 methods (2 models + 3 oracles, as
+``make experiment`` evaluates), ours vs before. SDR must agree with museval (SDR and ISR depend only
+on a target's own estimate; SIR/SAR differ by design: rest vs other targets). A last row runs the
+evaluation pipeline (oracles IBM/IRM/mix, 2 targets) on a 10-minute stereo song and reports its
+peak memory against the 2 GB bound.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-SECONDS = 6.0
+SECONDS = 60.0
 SR = 44100
+THREADS = "2"
+LONG_SONG_SECONDS = 600.0
+MEMORY_BOUND_GB = 2.0
 
 
-def _song(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _song(seconds: float = SECONDS, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
-    n = int(SECONDS * SR)
+    n = int(seconds * SR)
     t = np.arange(n) / SR
     refs = [
         np.stack([0.4 * np.sin(2 * np.pi * 110 * t)] * 2),
@@ -28,34 +47,122 @@ def _song(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
         np.stack([0.3 * np.sin(2 * np.pi * 440 * t + c) for c in range(2)]),
         0.1 * rng.standard_normal((2, n)),
     ]
-    ests = [r + 0.1 * refs[(i + 1) % 4] + 0.01 * rng.standard_normal(r.shape) for i, r in enumerate(refs)]
+    refs = [r.astype(np.float32) for r in refs]
+    ests = [(r + 0.1 * refs[(i + 1) % 4] + 0.01 * rng.standard_normal(r.shape)).astype(np.float32)
+            for i, r in enumerate(refs)]
     return refs, ests
 
 
-def run(out_dir: Path) -> list[dict]:
-    from tfmusic.evaluation import metrics as sep
-
-    sep.museval_metrics()
-    import museval
+def _side(name: str, methods: int) -> dict:
+    """One side, in this (child) process: wall seconds and SDR per target and frame."""
+    from tfmusic.evaluation import bss_v4
+    from tfmusic.evaluation.metrics import museval_metrics
 
     refs, ests = _song()
     mixture = sum(refs)
-    start = time.process_time()
-    ours = [sep.bss_eval_target(r, e, mixture - r)["SDR"] for r, e in zip(refs, ests)]
-    t_ours = time.process_time() - start
-    start = time.process_time()
-    sdr, _, _, _ = museval.evaluate([r.T for r in refs], [e.T for e in ests], win=SR, hop=SR)
-    t_ref = time.process_time() - start
-    diff = float(np.max(np.abs(np.asarray(ours) - sdr)))
-    return [
-        {"what": f"BSS Eval v4, 4 targets, {SECONDS:g} s stereo: per-target (tfmusic) vs joint (museval)",
-         "ours": t_ours, "reference": t_ref, "unit": "CPU s", "ratio": t_ref / t_ours, "target": ">= 1x",
-         "met": t_ref / t_ours >= 1.0, "notes": "same process, same inputs; SIR/SAR differ by design"},
-        {"what": "BSS Eval v4 SDR agreement with museval joint", "ours": diff, "reference": 0.0, "unit": "dB",
-         "ratio": None, "target": "<= 1e-3", "met": diff <= 1e-3, "notes": "max |dSDR| over targets and frames"},
-    ]
+    start = time.perf_counter()
+    sdr = []
+    if name == "museval":
+        museval_metrics()
+        import museval
+
+        sdr = museval.evaluate([r.T for r in refs], [e.T for e in ests], win=SR, hop=SR)[0].tolist()
+    else:
+        for ref, est in zip(refs, ests):
+            rest = mixture - ref
+            model = bss_v4.ReferenceModel.build(ref, rest) if name == "ours" else None
+            for _ in range(methods):
+                if name == "ours":
+                    out = bss_v4.bss_eval_v4(model, est, SR, SR)["SDR"]
+                else:
+                    out = museval_metrics().bss_eval(
+                        np.stack([ref.T, rest.T]).astype(np.float64), np.stack([est.T, rest.T]).astype(np.float64),
+                        window=SR, hop=SR, compute_permutation=False, filters_len=512)[0][0]
+            sdr.append(np.asarray(out).tolist())
+    return {"seconds": time.perf_counter() - start, "sdr": sdr,
+            "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def _long_song_pipeline() -> dict:
+    """The evaluation pipeline (3 oracles x 2 targets) on a 10-minute stereo song written as files."""
+    import soundfile as sf
+
+    from tfmusic.data.stems.layouts import Track
+    from tfmusic.evaluation.pipeline import EvaluationConfig, TrackEvaluator
+
+    n = int(LONG_SONG_SECONDS * SR)
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        stems = {}
+        mix = np.zeros((n, 2), dtype=np.float32)
+        for k, inst in enumerate(("drums", "bass", "other")):
+            audio = (0.1 * rng.standard_normal((n, 2))).astype(np.float32)
+            audio *= (np.sin(2 * np.pi * (0.1 + k * 0.07) * np.arange(n) / SR) > -0.5)[:, None]
+            path = os.path.join(tmp, f"{inst}.wav")
+            sf.write(path, audio, SR, subtype="FLOAT")
+            stems[inst] = [path]
+            mix += audio
+        sf.write(os.path.join(tmp, "mixture.wav"), mix, SR, subtype="FLOAT")
+        del mix, audio
+        track = Track(name="long", layout="folder", path=tmp, mixture=os.path.join(tmp, "mixture.wav"),
+                      stems=stems)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        start = time.perf_counter()
+        result = TrackEvaluator(EvaluationConfig(oracles=["ibm", "irm", "mix"], targets=["drums", "bass"]))(track)
+        seconds = time.perf_counter() - start
+    if result["status"] != "ok":
+        raise RuntimeError(result.get("error"))
+    return {"seconds": seconds, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "base_gb": base, "docs": len(result["docs"])}
+
+
+def _child(args: list[str]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": THREADS, "OPENBLAS_NUM_THREADS": THREADS, "MKL_NUM_THREADS": THREADS,
+           "TF_NUM_INTRAOP_THREADS": THREADS, "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    load = os.getloadavg()[0]
+    proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench_evaluation {args}: {proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["load"] = round((load + os.getloadavg()[0]) / 2, 2)
+    return out
+
+
+def run(out_dir: Path) -> list[dict]:
+    ours1, before1, joint = (_child(["side", n, "1"]) for n in ("ours", "before", "museval"))
+    ours5, before5 = (_child(["side", n, "5"]) for n in ("ours", "before"))
+    diff = float(np.nanmax(np.abs(np.asarray(ours1["sdr"]) - np.asarray(joint["sdr"]))))
+    loads = lambda a, b: f"load {a['load']}/{b['load']}" + (" (uneven load)" if abs(a["load"] - b["load"]) > 1 else "")  # noqa: E731
+    rows = []
+    for what, a, b, ref_name in (
+            ("1 method: chunked v4 vs museval.evaluate (joint)", ours1, joint, "museval joint"),
+            ("1 method: chunked v4 vs tfmusic before (museval per target)", ours1, before1, "before"),
+            ("5 methods: chunked v4 (references shared) vs tfmusic before", ours5, before5, "before")):
+        ratio = b["seconds"] / a["seconds"]
+        rows.append({"what": f"evaluation time, 4 targets x {SECONDS:g} s stereo, {what}", "ours": a["seconds"],
+                     "reference": b["seconds"], "unit": "s", "ratio": ratio, "target": ">= 2x",
+                     "met": ratio >= 2.0 and diff <= 1e-3,
+                     "notes": f"{ref_name}; peak memory {a['peak_gb']:.2f} vs {b['peak_gb']:.2f} GB; "
+                              f"max |dSDR| vs museval {diff:.1e} dB; {THREADS} threads each; {loads(a, b)}"})
+    rows.append({"what": f"evaluation peak memory, 4 targets x {SECONDS:g} s stereo: chunked v4 vs museval joint",
+                 "ours": ours1["peak_gb"], "reference": joint["peak_gb"], "unit": "GB",
+                 "ratio": joint["peak_gb"] / ours1["peak_gb"], "target": "<= museval", "met":
+                 ours1["peak_gb"] <= joint["peak_gb"], "notes": "ru_maxrss of each side's process"})
+    long = _child(["long"])
+    rows.append({"what": f"evaluation pipeline peak memory, {LONG_SONG_SECONDS / 60:g}-minute stereo song, "
+                         "3 oracles x 2 targets", "ours": long["peak_gb"], "reference": MEMORY_BOUND_GB,
+                 "unit": "GB", "ratio": MEMORY_BOUND_GB / long["peak_gb"], "target": f"< {MEMORY_BOUND_GB:g} GB",
+                 "met": long["peak_gb"] < MEMORY_BOUND_GB,
+                 "notes": f"{long['seconds']:.0f} s wall, {long['docs']} method documents; process before the "
+                          f"song: {long['base_gb']:.2f} GB; load {long['load']}"})
+    return rows
 
 
 if __name__ == "__main__":
-    for row in run(Path("bench/results")):
-        print(row)
+    if len(sys.argv) > 1 and sys.argv[1] == "side":
+        print(json.dumps(_side(sys.argv[2], int(sys.argv[3]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "long":
+        print(json.dumps(_long_song_pipeline()))
+    else:
+        for row in run(Path("bench/results")):
+            print(row)

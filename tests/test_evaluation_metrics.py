@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfmusic.evaluation import metrics, results, scoring
+from tfmusic.evaluation import bss_v4, metrics, results, scoring
 
 SR = 44100
 
@@ -64,7 +64,7 @@ def test_swapped_sources_give_low_sir():
     assert np.all(swapped["SDR"] < right["SDR"] - 15)
 
 
-def test_silent_windows_and_silent_estimate_are_nan_not_errors():
+def test_silent_windows_are_nan_and_a_silenced_playing_target_is_scored_at_the_floor():
     target, rest = _sources(seconds=3.0, seed=5)
     target[:, SR:2 * SR] = 0.0  # target silent in the middle second
     est = target + 0.05 * rest
@@ -72,7 +72,11 @@ def test_silent_windows_and_silent_estimate_are_nan_not_errors():
     assert np.isfinite(out["SDR"][0]) and np.isfinite(out["SDR"][2])
     assert all(np.isnan(out[m][1]) for m in metrics.METRICS)
     silent = metrics.bss_eval_target(target, np.zeros_like(target), rest)
-    assert all(np.isnan(silent[m]).all() for m in metrics.METRICS)
+    floor = bss_v4.SILENT_ESTIMATE_DB
+    for m in ("SDR", "ISR", "SI-SDR"):  # frames 0 and 2 play: scored at the floor, frame 1 stays NaN
+        np.testing.assert_array_equal(silent[m][[0, 2]], [floor, floor])
+        assert np.isnan(silent[m][1])
+    assert np.isnan(silent["SIR"]).all() and np.isnan(silent["SAR"]).all()
     with pytest.raises(ValueError, match="silent over the whole signal"):
         metrics.bss_eval_target(np.zeros_like(target), est, rest)
 
@@ -87,9 +91,12 @@ def test_absent_target_is_skipped_and_nan_survives_json(tmp_path):
     assert reasons == {"bass": "silent reference (instrument absent)", "drums": "no reference stem"}
     path = Path(results.write_track_json(doc, tmp_path, "test"))
     back = json.loads(path.read_text())
-    assert math.isnan(back["targets"][0]["frames"][0]["metrics"]["SDR"])
+    frame = back["targets"][0]["frames"][0]["metrics"]
+    assert frame["SDR"] == bss_v4.SILENT_ESTIMATE_DB and math.isnan(frame["SIR"])  # NaN survives JSON
     summary = results.aggregate([back])
-    assert math.isnan(summary["bss"]["m"]["piano"]["SDR"]) and summary["bss"]["m"]["piano"]["tracks"] == 0
+    row = summary["bss"]["m"]["piano"]
+    assert row["SDR"] == bss_v4.SILENT_ESTIMATE_DB and math.isnan(row["SIR"]) and row["tracks"] == 1
+    assert row["frames"] == row["silenced"] == 2  # the silenced frames are counted, not dropped
     assert summary["skipped"]["m"] == {"bass": 1, "drums": 1}
 
 

@@ -27,7 +27,7 @@ def track_audio(track: Any, targets: Sequence[str], sample_rate: int = SAMPLE_RA
     """
     from tfmusic.data.stems.activity import song_confidence
 
-    mixture, stems = track.load(sample_rate)
+    mixture, stems = track.load(sample_rate, instruments=list(targets))
     if max_seconds:
         n = int(max_seconds * sample_rate)
         mixture = mixture[:, :n]

@@ -17,10 +17,14 @@ Conventions:
   its own estimate and reference, so they equal museval's joint multi-target numbers; SIR and SAR
   use the rest as the interference subspace. A method's score for one instrument is then
   independent of which other instruments it happens to estimate (one model per instrument).
-* **Silence** (museval's rules): a window where the target reference, the rest or the estimate is
-  all zeros gets NaN for every metric. A whole-track reference below ``SILENT_PEAK`` is an absent
-  instrument (see :mod:`tfmusic.evaluation.scoring`). An all-zero estimate gives all-NaN frames
-  (museval would raise).
+* **Silence**: a window where the target reference or the rest is all zeros gets NaN for every
+  metric (museval's rule). A window where both play but the estimate is all zeros is *scored*, at
+  ``bss_v4.SILENT_ESTIMATE_DB`` for SDR/ISR/SI-SDR (museval drops it as NaN, so a method that
+  gates a playing instrument off would never pay for it); its SIR/SAR stay NaN (0/0). Every
+  method is thus scored on the same frames. A whole-track reference below ``SILENT_PEAK`` is an
+  absent instrument (see :mod:`tfmusic.evaluation.scoring`).
+* **Speed and memory**: v4 is computed by :mod:`tfmusic.evaluation.bss_v4` (museval's numbers,
+  accumulated in chunks, reference correlations shared across methods); v3 calls museval.
 * Exact zero distortion gives +inf dB in BSS Eval; museval stores that as NaN, which would drop a
   perfect frame, so tfmusic clips dB values to +-``MAX_DB``.
 * **SI-SDR** (Le Roux et al. 2019) is computed on the same windows, channels flattened into one
@@ -90,8 +94,12 @@ def museval_version() -> str:
 # --------------------------------------------------------------------------------------------
 
 def as_channels_first(x: np.ndarray, name: str) -> np.ndarray:
-    """``(samples,)`` or ``(channels, samples)`` -> float64 ``(channels, samples)``."""
-    x = np.asarray(x, dtype=np.float64)
+    """``(samples,)`` or ``(channels, samples)`` -> float ``(channels, samples)``: float32 stays
+    float32 (audio read from files; halves a long song's memory, sums run in float64 anyway),
+    anything else becomes float64."""
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        x = x.astype(np.float64)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
@@ -164,15 +172,21 @@ def bss_eval_target(
     win: float | None = 1.0,
     hop: float | None = None,
     sample_rate: int = SAMPLE_RATE,
+    model: Any = None,
 ) -> dict[str, np.ndarray]:
     """Framewise SDR/SIR/SAR/ISR/SI-SDR of one target estimate, scored against (target, rest).
 
     ``reference``, ``estimate`` and ``rest`` are ``(channels, samples)``; the estimate is padded or
     truncated to the reference length. ``win``/``hop`` are in seconds (``win=None``: one window
     over the whole signal; ``hop`` defaults to ``win``). Returns ``{metric: (frames,)}`` arrays with
-    NaN for silent windows. The reference and rest must not be silent over the whole signal
-    (check with :func:`is_silent`).
+    NaN for silent windows, and :data:`~tfmusic.evaluation.bss_v4.SILENT_ESTIMATE_DB` for SDR, ISR
+    and SI-SDR where the target and rest play but the estimate is silent. The reference and rest
+    must not be silent over the whole signal (check with :func:`is_silent`). v4 runs
+    :mod:`tfmusic.evaluation.bss_v4` (museval's numbers in bounded memory); ``model``, a
+    :class:`~tfmusic.evaluation.bss_v4.ReferenceModel` of these references, saves rebuilding it.
     """
+    from tfmusic.evaluation import bss_v4
+
     if mode not in MODES:
         raise ValueError(f"unknown BSS Eval mode {mode!r}; expected one of {MODES}")
     reference = as_channels_first(reference, "reference")
@@ -185,27 +199,34 @@ def bss_eval_target(
     win_n = n if win is None or win <= 0 else int(round(win * sample_rate))
     hop_n = win_n if hop is None or hop <= 0 else int(round(hop * sample_rate))
     slices = frame_slices(n, win_n, hop_n)
-    out = {m: np.full(len(slices), np.nan) for m in METRICS}
     if _museval_silent(reference) or _museval_silent(rest):
         raise ValueError("reference or rest is silent over the whole signal; BSS Eval is undefined")
-    if _museval_silent(estimate):
-        return out  # museval raises here; every window is silent, so every frame is NaN
-    metrics = museval_metrics()
-    refs = np.stack([reference.T, rest.T])
-    # The rest's estimate only matters for museval's per-window silence gate (metrics of source 0
-    # depend on estimate 0 alone), so the rest reference stands in for it.
-    ests = np.stack([estimate.T, rest.T])
-    sdr, isr, sir, sar, _ = metrics.bss_eval(
-        refs, ests, window=win_n, hop=hop_n, compute_permutation=False, filters_len=FILTERS_LEN,
-        framewise_filters=(mode == "v3"), bsseval_sources_version=(mode == "v3"))
-    out["SDR"], out["ISR"], out["SIR"], out["SAR"] = (_clip_db(v[0]) for v in (sdr, isr, sir, sar))
-    if mode == "v3":
+    if mode == "v4":
+        model = model if model is not None else bss_v4.ReferenceModel.build(reference, rest, FILTERS_LEN)
+        out = {k: _clip_db(v) for k, v in bss_v4.bss_eval_v4(model, estimate, win_n, hop_n).items()}
+    else:
+        out = {m: np.full(len(slices), np.nan) for m in BSS_METRICS}
+        if not _museval_silent(estimate):  # museval raises on a silent estimate
+            metrics = museval_metrics()
+            refs = np.stack([reference.T, rest.T])
+            # The rest's estimate only matters for museval's per-window silence gate (metrics of
+            # source 0 depend on estimate 0 alone), so the rest reference stands in for it.
+            sdr, _, sir, sar, _ = metrics.bss_eval(
+                refs, np.stack([estimate.T, rest.T]), window=win_n, hop=hop_n, compute_permutation=False,
+                filters_len=FILTERS_LEN, framewise_filters=True, bsseval_sources_version=True)
+            out["SDR"], out["SIR"], out["SAR"] = (_clip_db(v[0]) for v in (sdr, sir, sar))
+        for i, sl in enumerate(slices):  # the same silent-estimate rule as v4
+            if (_museval_silent(estimate[:, sl]) and not _museval_silent(reference[:, sl])
+                    and not _museval_silent(rest[:, sl])):
+                out["SDR"][i] = bss_v4.SILENT_ESTIMATE_DB
         out["ISR"] = np.full(len(slices), np.nan)  # the sources variant has no image metric
+    out["SI-SDR"] = np.full(len(slices), np.nan)
     for i, sl in enumerate(slices):
-        if not (_museval_silent(reference[:, sl]) or _museval_silent(rest[:, sl])
-                or _museval_silent(estimate[:, sl])):
-            out["SI-SDR"][i] = si_sdr(reference[:, sl], estimate[:, sl])
-    return out
+        if _museval_silent(reference[:, sl]) or _museval_silent(rest[:, sl]):
+            continue
+        out["SI-SDR"][i] = (bss_v4.SILENT_ESTIMATE_DB if _museval_silent(estimate[:, sl])
+                            else si_sdr(reference[:, sl], estimate[:, sl]))
+    return {m: out[m] for m in METRICS}
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Masks are applied through tfmusic's one STFT (:mod:`tfmusic.audio.stft`, imported lazily: the rest
 of this module is numpy) and scored by :func:`tfmusic.evaluation.scoring.evaluate_estimates`, the
-same code path as the models.
+same code path as the models. Whole songs go through the one chunk driver
+(:func:`tfmusic.audio.chunking.separate_waveform`, 30 s crossfaded chunks, like the models), so the
+STFTs of a 10-minute song never sit in memory at once.
 """
 
 from __future__ import annotations
@@ -65,6 +67,40 @@ def oracle_estimate(mixture: np.ndarray, reference: np.ndarray, kind: str,
     return fit_length(np.asarray(out)[0], mixture.shape[-1])
 
 
+class _Stacked:
+    """Mixture and reference read as one ``(2C, S)`` waveform, slice by slice (no stacked copy)."""
+
+    def __init__(self, mixture: np.ndarray, reference: np.ndarray) -> None:
+        self.parts = (mixture, reference)
+        self.shape = (mixture.shape[0] + reference.shape[0], mixture.shape[1])
+
+    def __getitem__(self, index):
+        return np.concatenate([np.asarray(p[index], dtype=np.float32) for p in self.parts])
+
+
+def chunked_oracle(mixture: np.ndarray, reference: np.ndarray, kind: str,
+                   transforms: tuple[Callable, Callable] | None = None,
+                   chunk_seconds: float = 30.0, overlap_seconds: float = 1.0) -> np.ndarray:
+    """:func:`oracle_estimate` of a whole song, computed in the chunk driver's crossfaded chunks."""
+    from tfmusic.audio.chunking import separate_waveform
+
+    if kind == "mix":
+        return as_channels_first(mixture, "mixture").astype(np.float32)
+    mixture = as_channels_first(mixture, "mixture")
+    reference = as_channels_first(reference, "reference")
+    if mixture.shape != reference.shape:
+        raise ValueError(f"oracle: mixture {mixture.shape} and reference {reference.shape} differ")
+    transforms = transforms or stft_pair()
+    channels = mixture.shape[0]
+
+    def chunk_fn(piece: np.ndarray) -> dict[str, np.ndarray]:
+        return {"estimate": oracle_estimate(piece[:channels], piece[channels:], kind, transforms)}
+
+    settings = transforms[0]
+    return separate_waveform(_Stacked(mixture, reference), chunk_fn, settings=settings,
+                             chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)["estimate"]
+
+
 def evaluate_oracles(track: TrackAudio, targets: Iterable[str], oracles: Sequence[str], *,
                      mode: str = "v4", win: float | None = 1.0, hop: float | None = None,
                      sample_rate: int = SAMPLE_RATE,
@@ -83,7 +119,7 @@ def evaluate_oracles(track: TrackAudio, targets: Iterable[str], oracles: Sequenc
             if ref is None or is_silent(ref):
                 estimates[target] = np.zeros_like(track.mixture)  # skipped by evaluate_estimates
                 continue
-            estimates[target] = oracle_estimate(track.mixture, ref, kind, transforms)
+            estimates[target] = chunked_oracle(track.mixture, ref, kind, transforms)
         out[ORACLE_LABELS[kind]] = evaluate_estimates(track, estimates, method=ORACLE_LABELS[kind],
                                                       mode=mode, win=win, hop=hop,
                                                       sample_rate=sample_rate)

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from tfmusic import storage
+from tfmusic.evaluation.bss_v4 import SILENT_ESTIMATE_DB
 from tfmusic.evaluation.metrics import METRICS, activity_scores, museval_version
 
 ORACLES = ("ibm", "irm", "mix")
@@ -141,7 +142,11 @@ def track_medians(doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
 def aggregate(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Median over frames, then over tracks, per method/target/metric; pooled activity scores.
 
-    Returns ``{"bss": {method: {target: {metric: value, "tracks": n}}},
+    Every frame where the target and the rest play counts, including those where a method's
+    estimate was silent (scored at ``SILENT_ESTIMATE_DB``), so all methods are compared on the same
+    frames; ``frames`` and ``silenced`` say how many per method and target.
+
+    Returns ``{"bss": {method: {target: {metric: value, "tracks": n, "frames": n, "silenced": n}}},
     "per_track": {method: {target: {track: {metric: value}}}},
     "activity": {method: {target: {precision, recall, f1, auc (pooled over all frames), ...}}},
     "skipped": {method: {target: n_tracks}}}``. The result does not depend on the order of ``docs``.
@@ -150,10 +155,17 @@ def aggregate(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     per_track: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     pooled: dict[str, dict[str, tuple[list, list]]] = {}
     skipped: dict[str, dict[str, int]] = {}
+    scored: dict[str, dict[str, dict[str, int]]] = {}  # method -> target -> track -> frames with an SDR
+    silenced: dict[str, dict[str, dict[str, int]]] = {}  # ... of which scored at the silent-estimate floor
     for doc in docs:
         method = doc["method"]
         for target, med in track_medians(doc).items():
             per_track.setdefault(method, {}).setdefault(target, {})[doc["track"]] = med
+        for t in doc["targets"]:
+            sdr = np.array([f["metrics"].get("SDR", np.nan) for f in t["frames"]], dtype=np.float64)
+            scored.setdefault(method, {}).setdefault(t["name"], {})[doc["track"]] = int(np.isfinite(sdr).sum())
+            silenced.setdefault(method, {}).setdefault(t["name"], {})[doc["track"]] = int(
+                np.sum(sdr == SILENT_ESTIMATE_DB))
         for item in doc.get("skipped", []):
             counts = skipped.setdefault(method, {})
             counts[item["name"]] = counts.get(item["name"], 0) + 1
@@ -166,6 +178,8 @@ def aggregate(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         for target, tracks in targets.items():
             row = {m: _nanmedian([v[m] for v in tracks.values()]) for m in METRICS}
             row["tracks"] = sum(1 for v in tracks.values() if np.isfinite(v["SDR"]))
+            row["frames"], row["silenced"] = (int(sum(counts[method][target][k] for k in tracks))
+                                              for counts in (scored, silenced))
             bss.setdefault(method, {})[target] = row
     activity = {method: {target: activity_scores(p, y) for target, (p, y) in targets.items()}
                 for method, targets in pooled.items()}
@@ -185,8 +199,8 @@ def method_order(methods: Iterable[str]) -> list[str]:
 
 def markdown_table(summary: Mapping[str, Any], metrics: Sequence[str] = METRICS) -> str:
     """Aggregate BSS table: one row per (target, method), medians over frames then tracks."""
-    lines = ["| target | method | " + " | ".join(metrics) + " | tracks |",
-             "|---|---|" + "---|" * (len(metrics) + 1)]
+    lines = ["| target | method | " + " | ".join(metrics) + " | tracks | frames | silenced |",
+             "|---|---|" + "---|" * (len(metrics) + 3)]
     bss = summary["bss"]
     targets = sorted({t for rows in bss.values() for t in rows})
     for target in targets:
@@ -195,7 +209,8 @@ def markdown_table(summary: Mapping[str, Any], metrics: Sequence[str] = METRICS)
             if row is None:
                 continue
             cells = ["" if not np.isfinite(row[m]) else f"{row[m]:.2f}" for m in metrics]
-            lines.append(f"| {target} | {method} | " + " | ".join(cells) + f" | {row['tracks']} |")
+            lines.append(f"| {target} | {method} | " + " | ".join(cells)
+                         + f" | {row['tracks']} | {row.get('frames', '')} | {row.get('silenced', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +228,10 @@ def activity_table(summary: Mapping[str, Any]) -> str:
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     text = ["# Separation results", "",
-            "BSS Eval medians over 1 s frames, then over tracks (NaN frames ignored).", "",
+            "BSS Eval medians over 1 s frames, then over tracks. Every method is scored on the same frames "
+            "(those where the target and the rest play): a frame where a method's estimate is silent is "
+            f"scored at {SILENT_ESTIMATE_DB:.0f} dB (SDR/ISR/SI-SDR), not dropped; `frames` counts the "
+            "scored frames and `silenced` those at that floor.", "",
             markdown_table(summary)]
     if summary["activity"]:
         text += ["## Activity detection (frames pooled over tracks)", "", activity_table(summary)]

@@ -34,6 +34,15 @@ class TrackAudio:
     mixture: np.ndarray  # (C, S)
     references: dict[str, np.ndarray]  # target -> (C, S); absent targets may be missing
     activity_labels: dict[str, np.ndarray] = field(default_factory=dict)  # target -> (frames,)
+    # target -> BSS Eval v4 reference model (built once, shared by every method scored on this song)
+    reference_models: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def reference_model(self, target: str, reference: np.ndarray, rest: np.ndarray) -> Any:
+        from tfmusic.evaluation.bss_v4 import ReferenceModel
+
+        if target not in self.reference_models:
+            self.reference_models[target] = ReferenceModel.build(reference, rest)
+        return self.reference_models[target]
 
 
 def evaluate_estimates(track: TrackAudio, estimates: Mapping[str, np.ndarray], *, method: str,
@@ -72,8 +81,9 @@ def evaluate_estimates(track: TrackAudio, estimates: Mapping[str, np.ndarray], *
         if est.shape[0] != ref.shape[0]:
             raise ValueError(f"{track.name}: {method} estimate for {target} has {est.shape[0]} "
                              f"channels, the reference has {ref.shape[0]}")
+        model = track.reference_model(target, ref, rest) if mode == "v4" else None
         scores[target] = bss_eval_target(ref, est, rest, mode=mode, win=win, hop=hop,
-                                         sample_rate=sample_rate)
+                                         sample_rate=sample_rate, model=model)
     act: dict[str, dict[str, Any]] = {}
     for target, probs in (activity or {}).items():
         labels = track.activity_labels.get(target)

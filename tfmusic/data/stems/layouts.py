@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -79,15 +79,20 @@ class Track:
             out.extend(self.stems[inst])
         return out
 
-    def load(self, sample_rate: int = DEFAULT_SAMPLE_RATE) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def load(self, sample_rate: int = DEFAULT_SAMPLE_RATE,
+             instruments: Sequence[str] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Read the song: ``(mixture (C, S) float32, {instrument: (C, S) float32})``.
 
         Files are resampled to ``sample_rate``; several files of one instrument are summed; mono
         files are repeated to the widest channel count; shorter files are zero-padded to the
-        longest. Without a mixture file the mixture is the sum of the stems.
+        longest. Without a mixture file the mixture is the sum of the stems. ``instruments``: read
+        only these stems (evaluation of a long song needs the mixture and its targets, not all seven);
+        all of them when the song has no mixture file.
         """
+        wanted = self.instruments if instruments is None or not self.mixture else [
+            i for i in self.instruments if i in set(instruments)]
         raw: dict[str, list[np.ndarray]] = {}
-        for inst in self.instruments:
+        for inst in wanted:
             raw[inst] = [read_audio(p, sample_rate)[0] for p in self.stems[inst]]
         mix = read_audio(self.mixture, sample_rate)[0] if self.mixture else None
         if not raw and mix is None:
