@@ -21,6 +21,9 @@ from tfmusic.models.layers import TorchLSTM, prepare_statistics
 __all__ = ["OpenUnmix"]
 
 _BN = {"momentum": 0.9, "epsilon": 1e-5}
+# training segments up to ~7 s (6 s = 255 frames) unroll the LSTM recurrence: the TF while-loop
+# backward made Open-Unmix training slow on CPU (see TorchLSTM); longer or dynamic lengths loop
+UNROLL_TRAINING_FRAMES = 300
 
 
 @keras.saving.register_keras_serializable(package="tfmusic")
@@ -67,7 +70,8 @@ class OpenUnmix(keras.Model):
         units = self.hidden_size if self.unidirectional else self.hidden_size // 2
         self.lstms = []
         for i in range(self.nb_layers):
-            layer = TorchLSTM(units, return_sequences=True, name=f"lstm{i}")
+            layer = TorchLSTM(units, return_sequences=True, name=f"lstm{i}",
+                              unroll_training_frames=UNROLL_TRAINING_FRAMES)
             if not self.unidirectional:
                 layer = keras.layers.Bidirectional(layer, merge_mode="concat", name=f"bilstm{i}")
             self.lstms.append(layer)

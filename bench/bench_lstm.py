@@ -1,0 +1,94 @@
+"""Open-Unmix's bidirectional LSTM, forward + backward, Keras ways vs PyTorch (issue 16, item 5).
+
+One Open-Unmix LSTM layer at training size: input 512, 256 units per direction, batch 4 x 255
+frames (6 s). Sides, interleaved, best of ``TFMUSIC_BENCH_REPEATS`` (3), 2 threads each:
+- ``loop``: ``TorchLSTM`` as Open-Unmix uses it (hoisted input projection, one while loop);
+- ``unroll``: the same layer with ``unroll=True`` (255 steps in the graph, no while loop);
+- ``xla``: ``loop`` inside ``tf.function(jit_compile=True)``;
+- PyTorch ``nn.LSTM`` (bidirectional), the reference; gradients of the same sum-of-squares loss.
+All Keras variants compute the same maths with the same weights (checked: max |diff| of the
+outputs and gradients against ``loop`` is reported).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from timing import interleaved, load_note
+
+BATCH, FRAMES, FEATURES, UNITS = 4, 255, 512, 256
+
+
+def run(out_dir: Path) -> list[dict]:
+    import keras
+    import tensorflow as tf
+
+    from tfmusic.models.layers import TorchLSTM
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    repeats = int(os.environ.get("TFMUSIC_BENCH_REPEATS", 3))
+    x = tf.constant(np.random.default_rng(0).standard_normal((BATCH, FRAMES, FEATURES)).astype(np.float32))
+
+    def layer(unroll: bool):
+        keras.utils.set_random_seed(0)
+        lstm = keras.layers.Bidirectional(TorchLSTM(UNITS, return_sequences=True, unroll=unroll))
+        lstm(x[:, :4])
+        return lstm
+
+    layers = {"loop": layer(False), "unroll": layer(True)}
+    layers["unroll"].set_weights(layers["loop"].get_weights())
+
+    def grad_fn(lstm, jit: bool):
+        @tf.function(jit_compile=jit)
+        def f(inputs):
+            with tf.GradientTape() as tape:
+                y = lstm(inputs, training=True)
+                loss = tf.reduce_sum(tf.square(y))
+            return y, tape.gradient(loss, lstm.trainable_variables)
+        return f
+
+    fns = {"loop": grad_fn(layers["loop"], False), "unroll": grad_fn(layers["unroll"], False),
+           "xla": grad_fn(layers["loop"], True)}
+    outs = {k: f(x) for k, f in fns.items()}
+    diffs = {k: max(float(np.max(np.abs(a - b))) for a, b in zip([outs[k][0], *outs[k][1]],
+                                                                  [outs["loop"][0], *outs["loop"][1]]))
+             for k in ("unroll", "xla")}
+
+    sides = {k: (lambda f=f: [t.numpy() for t in f(x)[1]]) for k, f in fns.items()}
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+        ref = torch.nn.LSTM(FEATURES, UNITS, batch_first=True, bidirectional=True)
+        tx = torch.from_numpy(x.numpy())
+
+        def torch_side():
+            ref.zero_grad()
+            y, _ = ref(tx)
+            (y ** 2).sum().backward()
+
+        sides["pytorch"] = torch_side
+    except ImportError:
+        pass
+    best, loads = interleaved(sides, repeats)
+    rows = []
+    reference = best.get("pytorch")
+    for k in ("loop", "unroll", "xla"):
+        rows.append({
+            "what": f"Open-Unmix BiLSTM layer fwd+bwd ({k}) vs PyTorch nn.LSTM, batch {BATCH} x {FRAMES} frames",
+            "ours": best[k], "reference": reference, "unit": "s", "ratio": reference / best[k] if reference else None,
+            "target": ">= 1.0", "met": (reference / best[k] >= 1.0) if reference else None,
+            "notes": ("the layer Open-Unmix trains with" if k == "loop" else
+                      f"max |diff| vs loop {diffs[k]:.1e} (outputs and gradients)") + f"; {load_note(loads)}"})
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for row in run(Path(".")):
+        print(row)
