@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from timing import interleaved, load_note
+from timing import interleaved, load_note, overloaded
 
 BATCH, FRAMES, FEATURES, UNITS = 4, 255, 512, 256
 
@@ -83,7 +83,7 @@ def run(out_dir: Path) -> list[dict]:
         rows.append({
             "what": f"Open-Unmix BiLSTM layer fwd+bwd ({k}) vs PyTorch nn.LSTM, batch {BATCH} x {FRAMES} frames",
             "ours": best[k], "reference": reference, "unit": "s", "ratio": reference / best[k] if reference else None,
-            "target": ">= 1.0", "met": (reference / best[k] >= 1.0) if reference else None,
+            "target": ">= 1.0", "met": (reference / best[k] >= 1.0) if reference and not overloaded(loads) else None,
             "notes": ("the layer Open-Unmix trains with" if k == "loop" else
                       f"max |diff| vs loop {diffs[k]:.1e} (outputs and gradients)") + f"; {load_note(loads)}"})
     return rows

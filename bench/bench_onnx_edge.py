@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from timing import interleaved, load_average, load_note
+from timing import interleaved, load_average, load_note, overloaded
 
 SONGS, SEED, SECONDS = 4, 77, 20
 
@@ -126,7 +126,7 @@ def run(out_dir: Path) -> list[dict]:
     rows.append({
         "what": "ONNX int8 (dynamic) vs fp32 ONNX, 10 s stereo", "ours": best["int8"], "reference": best["fp32"],
         "unit": "s", "ratio": best["fp32"] / best["int8"], "target": ">= 2x at <= 0.3 dB SDR loss",
-        "met": best["fp32"] / best["int8"] >= 2 and d_int8 <= 0.3,
+        "met": None if overloaded(loads) else best["fp32"] / best["int8"] >= 2 and d_int8 <= 0.3,
         "notes": f"SDR {med['int8']:.2f} vs {med['fp32']:.2f} dB (loss {d_int8:.2f} dB, {len(songs)} held-out songs, "
                  f"{','.join(targets)}); int8 vs fp32 output SDR {np.median(vs_fp32['int8']):.1f} dB; only weight "
                  f"MatMuls are int8 (the STFT basis products and convolutions stay fp32); {load_note(loads)}"})

@@ -52,4 +52,15 @@ def load_note(loads: dict[str, list[float]], tolerance: float = 1.0) -> str:
     text = "load " + "/".join(f"{m:.1f}" for m in means.values())
     if means and max(means.values()) - min(means.values()) > tolerance:
         text += " (UNEVEN LOAD: sides ran under different load)"
+    if overloaded(loads):
+        text += " (OVERLOADED: load > 2 x cores, ratios unreliable)"
     return text
+
+
+def overloaded(loads: dict[str, list[float]]) -> bool:
+    """More than two runnable tasks per core on average: spinning thread pools (OpenMP, oneDNN)
+    then lose most of their time and a side's figure says more about the machine than the code."""
+    import os
+
+    values = [x for v in loads.values() for x in v]
+    return bool(values) and sum(values) / len(values) > 2 * (os.cpu_count() or 1)
