@@ -101,6 +101,12 @@ def run_preprocess(args: argparse.Namespace) -> int:
     from tfmusic.data.stems.preprocess import PreprocessConfig, preprocess
 
     fractions = parse_fractions(args.splits)
+    import math
+
+    if not (math.isfinite(args.segment_seconds) and args.segment_seconds > 0):
+        raise CliError(f"--segment-seconds must be a finite number of seconds > 0, got {args.segment_seconds}")
+    if not (math.isfinite(args.length_tolerance) and args.length_tolerance >= 0):
+        raise CliError(f"--length-tolerance must be a finite number of seconds >= 0, got {args.length_tolerance}")
     try:
         config = PreprocessConfig(segment_seconds=args.segment_seconds, pcm_dtype=args.pcm,
                                   length_tolerance_seconds=args.length_tolerance)

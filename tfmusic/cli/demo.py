@@ -31,22 +31,27 @@ def first_test_song(stems_dir: str) -> str:
 Command = list[str] | Callable[[], list[str]]
 
 
-def stages(out: Path) -> list[tuple[str, list[Command]]]:
+def stages(out: Path, tiny: bool = False) -> list[tuple[str, list[Command]]]:
     """(stage name, commands) in order; a command is a `tfmusic` argument list, or a function
-    returning one when it depends on what earlier stages wrote."""
+    returning one when it depends on what earlier stages wrote. ``tiny``: the same commands on the
+    smallest sizes that still exercise every stage (the smoke test; results mean nothing)."""
     o = str(out)
-    brief_training = ["--steps", "20", "--batch-size", "4", "--segment-seconds", "3", "--eval-every", "10",
-                      "--eval-steps", "2", "--stats-batches", "4", "--quiet"]
+    size = (lambda full, small: small if tiny else full)
+    brief_training = ["--steps", size("20", "2"), "--batch-size", size("4", "2"), "--segment-seconds",
+                      size("3", "1"), "--eval-every", size("10", "2"), "--eval-steps", size("2", "1"),
+                      "--stats-batches", size("4", "1"), "--quiet"]
+    dmelodies_size = ["--limit", "300", "--num-shards", "1,1,1", "--quiet"] if tiny else []
     return [
         ("dmelodies", [
-            ["dmelodies", "generate", "--out", f"{o}/dmelodies",
+            ["dmelodies", "generate", "--out", f"{o}/dmelodies", *dmelodies_size,
              "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
             ["dmelodies", "info", f"{o}/dmelodies"],
-            ["dmelodies", "export-midi", "--data", f"{o}/dmelodies", "--indices", "0,1,2999,123456",
+            ["dmelodies", "export-midi", "--data", f"{o}/dmelodies", "--indices", size("0,1,2999,123456", "0,1"),
              "--out", f"{o}/dmelodies_examples", "--png"],
         ]),
         ("multitrack", [
-            ["data", "synthesize", "--out", f"{o}/synth", "--songs", "12", "--seed", "0"],
+            ["data", "synthesize", "--out", f"{o}/synth", "--songs", size("12", "5"), "--seed", "0",
+             *(["--seconds", "5"] if tiny else [])],
             ["data", "preprocess", "--input", f"{o}/synth", "--out", f"{o}/stems", "--splits", "0.6,0.2,0.2"],
             ["data", "inspect", f"{o}/stems"],
         ]),
@@ -61,15 +66,15 @@ def stages(out: Path) -> list[tuple[str, list[Command]]]:
         ("evaluation", [
             ["evaluate", "--model", f"IASS={o}/runs/iass-drums", "--model", f"Open-Unmix={o}/runs/umx-drums",
              "--data", f"{o}/stems", "--split", "test", "--out", f"{o}/eval", "--limit", "2",
-             "--max-seconds", "6", "--quiet"],
+             "--max-seconds", size("6", "2"), "--quiet"],
             ["report", "--results", f"{o}/eval", "--out", f"{o}/report", "--baseline", "Open-Unmix"],
         ]),
         ("ar-vae", [
-            ["dmelodies", "generate", "--out", f"{o}/vae_dmelodies", "--limit", "6000", "--num-shards", "2,1,1",
-             "--quiet"],
+            ["dmelodies", "generate", "--out", f"{o}/vae_dmelodies", "--limit", size("6000", "600"),
+             "--num-shards", size("2,1,1", "1,1,1"), "--quiet"],
             ["vae", "train", "--model", "dmelodies-cnn", "--objective", "ar", "--data", f"{o}/vae_dmelodies",
-             "--out", f"{o}/runs/vae-ar", "--steps", "300", "--batch-size", "64", "--lr", "2e-3",
-             "--eval-every", "150", "--eval-steps", "4", "--quiet"],
+             "--out", f"{o}/runs/vae-ar", "--steps", size("300", "2"), "--batch-size", size("64", "16"),
+             "--lr", "2e-3", "--eval-every", size("150", "2"), "--eval-steps", size("4", "1"), "--quiet"],
             ["vae", "traverse", f"{o}/runs/vae-ar", "--dim", "3", "--out", f"{o}/vae_traversal"],
         ]),
         ("export-serve", [
@@ -101,7 +106,7 @@ def run_command(argv: list[str]) -> float:
 def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    selected = stages(out)
+    selected = stages(out, tiny=args.tiny)
     if args.only:
         selected = [s for s in selected if s[0] in args.only]
     timings: list[tuple[str, float]] = []
@@ -121,4 +126,6 @@ def register(subparsers) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument("--only", nargs="*", metavar="STAGE", help="run only these stages")
+    parser.add_argument("--tiny", action="store_true",
+                        help="smallest sizes that still run every command (smoke test; meaningless results)")
     parser.set_defaults(handler=run_demo)
