@@ -43,7 +43,7 @@ clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench/results .pytest_cache
 
 experiment: $(STAMP)
-	$(PY) bench/experiment_separation.py --out bench/results/separation
+	$(PY) bench/experiment_separation.py --out bench/results/separation --steps drums=400,bass=200
 
 experiment-vae: $(STAMP)
 	nice -n 10 $(PY) bench/experiment_vae.py --out bench/results/experiment_vae --data data/measures_folk --steps 900

@@ -75,6 +75,17 @@ def claim_verdicts(summary: dict, method: str, baseline: str) -> list[dict]:
     return claim_rows(summary, method, baseline)
 
 
+def target_steps(text: str, targets: list[str]) -> dict[str, int]:
+    """``"400"`` -> every target 400; ``"drums=400,bass=200"`` -> per target (each must be named)."""
+    if "=" not in text:
+        return {t: int(text) for t in targets}
+    given = {k.strip(): int(v) for k, _, v in (item.partition("=") for item in text.split(",") if item.strip())}
+    missing = [t for t in targets if t not in given]
+    if missing:
+        raise SystemExit(f"experiment: --steps names no budget for {', '.join(missing)}")
+    return {t: given[t] for t in targets}
+
+
 def gap_rows(summary: dict, holdout: dict) -> list[dict]:
     """Median SDR per target and method on the in-distribution test songs and the holdout set
     (summaries are ``bss[method][target][metric]`` medians)."""
@@ -100,7 +111,8 @@ def experiment_markdown(record: dict, summary_md: str, verdicts: list[dict], hol
              f"{b['holdout_songs']} songs, SoundFonts {', '.join(Path(f).name for f in b['holdout_soundfonts'])}, "
              f"drum kits {', '.join(Path(f).name for f in b['holdout_drum_kits']) or 'none'}, mixing holdout.", "",
              f"Budget: targets "
-             f"{', '.join(b['targets'])}; per model and instrument {b['steps']} steps, batch {b['batch_size']}, "
+             f"{', '.join(b['targets'])}; per model and instrument "
+             f"{', '.join(f'{t} {n}' for t, n in b['steps'].items())} steps, batch {b['batch_size']}, "
              f"{b['segment_seconds']} s excerpts, lr {b['lr']}, seed {b['seed']}"
              + (f", extra training settings {b['train_set']}" if b["train_set"] else "") + ".",
              f"Machine: {record['machine']}; load average at start {record['load_start']}, at end "
@@ -146,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout-songs", type=int, default=10,
                         help="songs of the holdout set (unseen SoundFont, drum kit and mixing chain); 0: none")
     parser.add_argument("--targets", default="drums,bass", help="comma list of instruments")
-    parser.add_argument("--steps", type=int, default=800, help="optimizer steps per model and instrument")
+    parser.add_argument("--steps", default="400", metavar="N|TARGET=N,...",
+                        help="optimizer steps per model and instrument, or per instrument (drums=400,bass=200); "
+                        "both models of an instrument always get the same budget")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--segment-seconds", type=float, default=6.0, help="training excerpt length")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -159,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip stages whose outputs exist (data, finished runs)")
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    steps = target_steps(args.steps, targets)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log: list[dict] = []
@@ -192,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(str(run_dir))
             if args.reuse and (run_dir / "model.keras").is_file():
                 continue
-            cmd = ["train", kind, "--data", str(stems), "--target", target, "--steps", str(args.steps),
+            cmd = ["train", kind, "--data", str(stems), "--target", target, "--steps", str(steps[target]),
                    "--batch-size", str(args.batch_size), "--segment-seconds", str(args.segment_seconds),
                    "--lr", str(args.lr), "--seed", str(args.seed), "--no-eval", "--run-dir", str(run_dir),
                    "--quiet"]
@@ -218,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     gap = gap_rows(summary, holdout) if holdout else []
     record = {
         "budget": {"songs": args.songs, "seconds": args.seconds, "splits": args.splits, "targets": targets,
-                   "steps": args.steps, "batch_size": args.batch_size, "segment_seconds": args.segment_seconds,
+                   "steps": steps, "batch_size": args.batch_size, "segment_seconds": args.segment_seconds,
                    "lr": args.lr, "seed": args.seed, "train_set": args.train_set, "max_seconds": args.max_seconds,
                    "soundfonts": fonts, "drum_kits": kits, "holdout_songs": args.holdout_songs,
                    "holdout_soundfonts": hold_fonts, "holdout_drum_kits": hold_kits},
