@@ -30,7 +30,7 @@ def _run(args, fault=None):
     env.pop("TFMUSIC_FAULT_POINT", None)
     if fault:
         env["TFMUSIC_FAULT_POINT"] = fault
-    return subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    return subprocess.run(CLI + args, env=env, capture_output=True, text=True, timeout=3000, cwd=ROOT)
 
 
 def _tensors(prefix):
