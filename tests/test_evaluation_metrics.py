@@ -148,9 +148,11 @@ def test_activity_scores_hand_cases():
     # ranking: positives {0.9, 0.4, 0.8, 0.7}, negatives {0.1, 0.6, 0.2, 0.3}: only (0.4, 0.6) is wrong
     assert s["auc"] == pytest.approx(15 / 16)
     assert s["frames"] == 8 and s["active_frames"] == 4
+    assert s["bleed_gated"] == pytest.approx(3 / 4)  # silent frames 0, 1, 5, 7: all but frame 1 gated off
     absent = metrics.activity_scores(np.zeros(5), np.zeros(5))
     assert absent["f1"] == 1.0 and math.isnan(absent["auc"])
     missed = metrics.activity_scores(np.zeros(4), np.ones(4))
+    assert math.isnan(missed["bleed_gated"])  # no silent frame to gate
     assert missed["precision"] == 0.0 and missed["recall"] == 0.0 and missed["f1"] == 0.0
     confident = metrics.activity_scores(np.array([0.2, 0.9]), np.array([0.3, 0.7]))  # labels binarized
     assert confident["f1"] == 1.0 and confident["auc"] == 1.0

@@ -258,7 +258,9 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def activity_scores(probabilities: np.ndarray, labels: np.ndarray,
                     threshold: float = ACTIVITY_THRESHOLD) -> dict[str, Any]:
-    """Frame-level precision, recall, F1 (prediction = p >= threshold) and ROC-AUC.
+    """Frame-level precision, recall, F1 (prediction = p >= threshold), ROC-AUC, and ``bleed_gated``:
+    the share of frames where the target is silent that the prediction gates off (IASS's gate then
+    removes the bleed there).
 
     ``labels`` may be confidences; they are binarized at 0.5 (the IASS training convention).
     When nothing is active and nothing is predicted, P = R = F1 = 1 (perfect agreement on absence);
@@ -280,8 +282,12 @@ def activity_scores(probabilities: np.ndarray, labels: np.ndarray,
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * tp / (2 * tp + fp + fn)
+    silent = int(np.sum(~y))
+    # IASS's gate zeroes the estimate where it predicts "inactive": on frames where the target is
+    # silent, that removes whatever bleed the mask let through.
+    gated_silent = float(np.sum(~pred & ~y) / silent) if silent else float("nan")
     return {"precision": precision, "recall": recall, "f1": f1, "auc": roc_auc(y, p),
-            "frames": int(p.size), "active_frames": int(y.sum())}
+            "frames": int(p.size), "active_frames": int(y.sum()), "bleed_gated": gated_silent}
 
 
 def activity_curve(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

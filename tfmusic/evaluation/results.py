@@ -214,15 +214,21 @@ def markdown_table(summary: Mapping[str, Any], metrics: Sequence[str] = METRICS)
     return "\n".join(lines) + "\n"
 
 
+def _share(value: float | None) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.1%}"
+
+
 def activity_table(summary: Mapping[str, Any]) -> str:
-    """Pooled frame-level activity detection table (methods that predict activity)."""
-    lines = ["| target | method | precision | recall | F1 | ROC-AUC | frames | active |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Pooled frame-level activity detection table (methods that predict activity); ``bleed gated``
+    is the share of frames with a silent target where the gate closes (and removes bleed)."""
+    lines = ["| target | method | precision | recall | F1 | ROC-AUC | frames | active | bleed gated |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for method, targets in sorted(summary["activity"].items()):
         for target, s in sorted(targets.items()):
             auc = "" if not np.isfinite(s["auc"]) else f"{s['auc']:.3f}"
             lines.append(f"| {target} | {method} | {s['precision']:.3f} | {s['recall']:.3f} | "
-                         f"{s['f1']:.3f} | {auc} | {s['frames']} | {s['active_frames']} |")
+                         f"{s['f1']:.3f} | {auc} | {s['frames']} | {s['active_frames']} | "
+                         f"{_share(s.get('bleed_gated'))} |")
     return "\n".join(lines) + "\n"
 
 
