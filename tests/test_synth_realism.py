@@ -75,7 +75,24 @@ def test_process_stem_reaches_its_loudness_and_mix_stays_under_ceiling():
     assert mixing.loudness(wet, sr) == pytest.approx(chain.loudness_lufs, abs=0.1)
     assert not np.any(mixing.process_stem(np.zeros_like(dry), sr, chain))
     gain = mixing.master_gain([wet, wet], sr, -6.0)
-    assert np.abs((wet + wet) * gain).max() <= mixing.PEAK_CEILING + 1e-6
+    limited = (wet + wet) * gain
+    assert gain.shape == (wet.shape[-1],) and np.abs(limited).max() <= mixing.PEAK_CEILING + 1e-6
+    crest = lambda x: 20 * np.log10(np.abs(x).max() / np.sqrt(np.mean(x ** 2)))  # noqa: E731
+    hits = np.zeros_like(dry)
+    hits[:, :: sr // 4] = 0.8  # drum-like transients over a quiet bed
+    hits += 0.02 * np.random.default_rng(0).standard_normal(hits.shape)
+    squeezed = hits * mixing.master_gain([hits], sr, -8.0)
+    assert crest(squeezed) < crest(hits) - 3.0  # the limiter really squeezes the peaks
+
+
+def test_limiter_curve_bounds_every_sample_and_recovers():
+    sr = 8000
+    peak = np.full(sr, 0.5)
+    peak[4000] = 3.0  # one spike
+    gain = mixing.limiter_curve(peak, sr, release_s=0.05)
+    assert np.all(peak * gain <= mixing.PEAK_CEILING + 1e-9) and np.all(gain <= 1.0)
+    assert gain[4000] == pytest.approx(mixing.PEAK_CEILING / 3.0)
+    assert gain[3000] == 1.0 and gain[-1] > 0.99  # untouched before the look-ahead, recovered after
 
 
 def test_drum_kit_soundfont_renders_drums_as_program_zero():

@@ -208,7 +208,7 @@ def render_files(plan: SongPlan, soundfonts: Sequence[str | None] = (None,),
         peak = max([float(np.abs(np.sum(audio, axis=0)).max())] + [float(np.abs(a).max()) for a in audio])
         scale = MIX_PEAK / peak if peak > 0 else 1.0
     else:
-        scale = mixing.master_gain(audio, plan.sample_rate, plan.mix_lufs)
+        scale = mixing.master_gain(audio, plan.sample_rate, plan.mix_lufs, plan.mixing)
     pcm = [to_int16(a * scale) for a in audio]
     mix = np.sum([p.astype(np.int32) for p in pcm], axis=0)
     if np.abs(mix).max() > 32767:
@@ -240,7 +240,7 @@ def render_files(plan: SongPlan, soundfonts: Sequence[str | None] = (None,),
         "mix_filename": mix_name, "stem_dir": f"{name}_STEMS", "midi_filename": f"{name}.mid",
         "source_score": plan.source, "tempo_bpm": plan.tempo_bpm, "seed": plan.seed, "index": plan.index,
         "sample_rate": plan.sample_rate, "seconds": plan.seconds, "sections": plan.sections,
-        "section_beats": SECTION_BEATS, "mix_scale": round(scale, 6), "stems": stems_meta,
+        "section_beats": SECTION_BEATS, **_gain_summary(scale), "stems": stems_meta,
     }
     files[f"{name}/{name}_METADATA.yaml"] = yaml.safe_dump(meta, sort_keys=False).encode("utf-8")
     summary = {"name": name, "index": plan.index, "status": "written", "genre": plan.genre,
@@ -280,6 +280,15 @@ class SynthSettings:
         return {"seed": self.seed, "seconds": self.seconds, "sample_rate": self.sample_rate,
                 "mixing": self.mixing, "genres": list(self.genres or compose.GENRE_NAMES),
                 "chorale_share": self.chorale_share, "soundfonts": infos[:n], "drum_soundfonts": infos[n:]}
+
+
+def _gain_summary(scale) -> dict:
+    """The master gain as metadata: a number (dry songs) or the limiter curve's range in dB."""
+    if np.ndim(scale) == 0:
+        return {"mix_scale": round(float(scale), 6)}
+    db = 20 * np.log10(np.maximum(np.asarray(scale, dtype=np.float64), 1e-12))
+    return {"master_gain_db": {"max": round(float(db.max()), 2), "min": round(float(db.min()), 2),
+                               "median": round(float(np.median(db)), 2)}}
 
 
 def render_song(plan: SongPlan, out_dir: str | os.PathLike, soundfonts: Sequence[str | None] = (None,),
