@@ -200,7 +200,7 @@ def soak(seconds: float, work: Path, seed: int = 0, progress: bool = True) -> di
     wrong_outputs: list[str] = []
     lock = threading.Lock()
     events: list[str] = []
-    with spawn_server(repo, extra_args=args) as (address, proc):
+    with spawn_server(repo, extra_args=args, startup_timeout=900) as (address, proc):  # busy machines
         rest = f"127.0.0.1:{rest_port}"
         warm = Clients(address, rest, x)
         for kind in KINDS:  # warm every path before the baseline RSS
