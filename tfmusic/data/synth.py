@@ -34,13 +34,10 @@ run write the same bytes). Output may be local or on any Beam filesystem.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import io
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -49,6 +46,9 @@ from tfmusic import beam_io, storage
 from tfmusic.audio.io import resample, to_int16, wav_bytes
 from tfmusic.data import compose
 from tfmusic.data.stems import taxonomy as tx
+from tfmusic.data.soundfonts import (  # noqa: F401  (re-exported: rendering is part of this API)
+    BUNDLED, RENDER_RATE, SYSTEM_SOUNDFONT, _render_48k, check_soundfont, default_soundfonts, part_midi,
+    renderer_version, soundfont_bytes, soundfont_info, soundfont_name, soundfont_path)
 from tfmusic.data.synth_plan import (  # noqa: F401  (re-exported: the plan is part of this API)
     CHORALE_SHARE, DEFAULT_SECONDS, INCLUDE_P, PROGRAMS, SAMPLE_RATES, SECTION_BEATS, Part, SongPlan, chorale_paths,
     chorale_voices, plan_song, plan_summary, song_name)
@@ -57,100 +57,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "synth_manifest.json"
 MIX_PEAK = 0.8  # the mixture is scaled to this peak (int16 sums then never clip)
-
-
-BUNDLED = "bundled"  # --soundfont value naming the TimGM6mb.sf2 that pretty_midi installs
-SYSTEM_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # Debian's fluid-soundfont-gm
-RENDER_RATE = 48_000  # midirenderer's fixed output rate
-PART_MIDI_RESOLUTION = 1920  # ticks per quarter at 120 bpm: 0.26 ms, finer than the synth's 64-sample blocks
-END_CONTROLLER = 110  # an undefined MIDI controller set at the song's end, so renders run to full length
-
-
-def soundfont_path() -> Path:
-    """TimGM6mb.sf2 from the pretty_midi package (a GM soundfont installed by pip alone)."""
-    import pretty_midi
-
-    path = Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
-    if not path.is_file():
-        raise FileNotFoundError(2, "pretty_midi does not ship TimGM6mb.sf2 (pretty_midi>=0.2.11 needed)", str(path))
-    return path
-
-
-def default_soundfonts() -> list[str | None]:
-    """FluidR3 GM when Debian's fluid-soundfont-gm is installed, else the bundled TimGM6mb (None)."""
-    return [SYSTEM_SOUNDFONT] if os.path.isfile(SYSTEM_SOUNDFONT) else [None]
-
-
-@functools.lru_cache(maxsize=8)
-def soundfont_bytes(soundfont: str | None = None) -> bytes:
-    """The SoundFont's bytes (read once per process): the bundled TimGM6mb when ``soundfont`` is None,
-    else the file at that local or remote (``gs://``) path."""
-    if soundfont is None or soundfont == BUNDLED:
-        return soundfont_path().read_bytes()
-    try:
-        return storage.read_bytes(soundfont)
-    except storage.StorageError as err:
-        raise ValueError(f"soundfont {soundfont}: file does not exist") from err
-
-
-@functools.lru_cache(maxsize=8)
-def _soundfont_sha256(soundfont: str | None) -> str:
-    return hashlib.sha256(soundfont_bytes(soundfont)).hexdigest()
-
-
-def soundfont_name(soundfont: str | None = None) -> str:
-    return soundfont_path().name if soundfont in (None, BUNDLED) else storage.basename(soundfont)
-
-
-def soundfont_info(soundfont: str | None = None) -> dict:
-    """Check a SoundFont before a job starts (exists, SoundFont 2, renders a note); returns its
-    name, size and sha256 (recorded in the manifest, and checked by every worker)."""
-    data = soundfont_bytes(soundfont)
-    name = soundfont_name(soundfont)
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"sfbk":
-        raise ValueError(f"soundfont {soundfont or name}: not a SoundFont 2 file (no RIFF 'sfbk' header)")
-    probe = Part("piano", "piano", 0, False, 0.0, 0.0, "probe", [(0.0, 0.25, 60, 100)])
-    try:
-        audio = _render_48k(probe, 0.5, data)
-    except Exception as err:  # the renderer's own message (e.g. "SoundFont3 is not yet supported")
-        raise ValueError(f"soundfont {soundfont or name}: the renderer cannot use it ({err})") from err
-    if not np.abs(audio).max() > 0:
-        raise ValueError(f"soundfont {soundfont or name}: renders silence for GM program 0 (piano)")
-    return {"name": name, "bytes": len(data), "sha256": _soundfont_sha256(soundfont)}
-
-
-def renderer_version() -> str:
-    from importlib.metadata import version
-
-    return f"midirenderer {version('midirenderer')} (rustysynth)"
-
-
-def part_midi(part: Part, seconds: float) -> bytes:
-    """One stem as a one-track MIDI file (120 bpm, fine ticks) that lasts ``seconds``."""
-    import pretty_midi
-
-    pm = pretty_midi.PrettyMIDI(resolution=PART_MIDI_RESOLUTION, initial_tempo=120.0)
-    inst = pretty_midi.Instrument(program=part.program, is_drum=part.is_drum)
-    inst.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for s, e, p, v in part.notes]
-    inst.control_changes.append(pretty_midi.ControlChange(number=END_CONTROLLER, value=0, time=float(seconds)))
-    pm.instruments.append(inst)
-    buf = io.BytesIO()
-    pm.write(buf)
-    return buf.getvalue()
-
-
-def _render_48k(part: Part, seconds: float, sf2: bytes) -> np.ndarray:
-    """The renderer's output for one part: float32 ``(2, samples)`` at 48 kHz."""
-    import midirenderer
-    import soundfile as sf
-
-    wav = midirenderer.render_wave_from(sf2, part_midi(part, seconds))
-    audio, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
-    if rate != RENDER_RATE:
-        raise RuntimeError(f"midirenderer rendered at {rate} Hz, expected {RENDER_RATE} Hz")
-    if audio.shape[1] == 1:
-        audio = np.repeat(audio, 2, axis=1)
-    return np.ascontiguousarray(audio.T)
 
 
 def render_part(part: Part, seconds: float, sample_rate: int, soundfont: str | None = None) -> np.ndarray:
@@ -299,16 +205,6 @@ def render_song(plan: SongPlan, out_dir: str | os.PathLike, soundfonts: Sequence
     for rel, data in files.items():
         storage.write_bytes(storage.join(os.fspath(out_dir), *rel.split("/")), data)
     return summary
-
-
-def check_soundfont(soundfont: str | None, sha256: str | None) -> None:
-    """Fail (the whole job) when this worker's SoundFont differs from the one the driver checked."""
-    if sha256 is None:
-        return
-    got = _soundfont_sha256(soundfont)
-    if got != sha256:
-        raise RuntimeError(f"soundfont {soundfont or soundfont_name(None)} on this worker has sha256 {got}, "
-                           f"the driver checked {sha256} (install the same pretty_midi / use a gs:// soundfont)")
 
 
 def render_and_stage(index: int, staging: str, settings: SynthSettings,
