@@ -3,9 +3,10 @@
 Both models are the Measure VAE (B.3: biGRU encoder, hierarchical beat/tick GRU decoder, z = 32) trained
 with the spec's hyperparameters (B.2): Adam 1e-4, batch 256; beta-VAE beta = 0.001 (beta |KL|);
 AR-VAE beta = 0.001, gamma = 1, delta = 10 on latent dims 0-3 for rhythmic complexity, pitch range,
-note density and contour. The paper trains 30 epochs x 10 seeds on GPUs; here each model gets a fixed
-step budget (default 800 steps; measured 1.3-1.8 s per step at batch 256 on the shared 2-core machine,
-so about 20 min per model), one seed by default.
+note density and contour; Xavier-normal initialization as the reference (``--init``). The paper trains
+30 epochs x 10 seeds on GPUs (30 x 113 = 3,390 steps per seed on this measures set); here each model gets a
+fixed step budget (default 900 steps = 27 % of one seed's; measured 1.06-1.65 s per step at batch 256 on the
+shared 2-core machine at load 5-14, so about 45 min for both models plus the pictures), one seed by default.
 Metrics (B.6) on the held-out 'test' split (whole tunes unseen in training, bars that repeat a training
 bar dropped; checkpoints are chosen on the 'validation' split, held out the same way): interpretability,
 MIG, SAP, SCC, modularity and reconstruction accuracy, printed beside the paper's folk medians (B.7).
@@ -50,19 +51,26 @@ def ensure_data(data_dir: Path, max_files: int | None, progress: bool) -> dict:
 
 
 def run_method(method: str, seed: int, data_dir: Path, out: Path, steps: int, batch_size: int,
-               eval_batches: int, progress: bool, init: str = "xavier") -> dict:
+               eval_batches: int, progress: bool, init: str = "xavier", at_step: int | None = None) -> dict:
+    """Train (unless trained) and score one model; ``at_step`` scores its checkpoint ``ckpt-<at_step>`` instead
+    (train time then comes from the run's TensorBoard wall clock: first to that step's log record)."""
     from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
 
     run_dir = out / f"{method}_seed{seed}"
-    cfg = VAEConfig(model="measure", objective=method, seed=seed, init=init)  # B.2 defaults from the presets
     data = open_data("measure", data_dir)
     t0 = time.perf_counter()
-    if (run_dir / "model.keras").is_file():
-        print(f"{run_dir}: already trained, evaluating only", flush=True)
+    if at_step is not None:
+        train_s = _tensorboard_seconds(run_dir, at_step)
+        run_dir = export_checkpoint(run_dir, at_step, out / f"{method}_seed{seed}_step{at_step}")
+        steps = at_step
     else:
-        train_run(cfg, data, run_dir, data_dir=str(data_dir), batch_size=batch_size, steps=steps,
-                  eval_every=max(1, steps // 5), eval_steps=10, progress=progress)
-    train_s = time.perf_counter() - t0
+        if (run_dir / "model.keras").is_file():
+            print(f"{run_dir}: already trained, evaluating only", flush=True)
+        else:
+            cfg = VAEConfig(model="measure", objective=method, seed=seed, init=init)  # B.2 defaults (presets)
+            train_run(cfg, data, run_dir, data_dir=str(data_dir), batch_size=batch_size, steps=steps,
+                      eval_every=max(1, steps // 5), eval_steps=10, progress=progress)
+        train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     metrics = evaluate_run(run_dir, str(data_dir), batch_size=batch_size, max_batches=eval_batches)
     metrics.update({"method": method, "seed": seed, "train_seconds": train_s, "load": _load(),
@@ -70,6 +78,18 @@ def run_method(method: str, seed: int, data_dir: Path, out: Path, steps: int, ba
                     "epochs": steps / max(1, -(-data.num_examples("train") // batch_size))})
     (run_dir / "evaluation.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _tensorboard_seconds(run_dir: Path, step: int) -> float:
+    """Wall seconds from the first logged training step to ``step`` (read from the run's TensorBoard events)."""
+    import tensorflow as tf
+
+    times = []
+    for path in sorted((run_dir / "tensorboard" / "train").glob("events.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            if event.step <= step and event.summary.value:
+                times.append(event.wall_time)
+    return float(max(times) - min(times)) if times else float("nan")
 
 
 def compare_init(data_dir: Path, out: Path, steps: int, batch_size: int, eval_every: int, seed: int,
@@ -171,6 +191,29 @@ def platform_line() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores (shared)"
 
 
+def export_checkpoint(run_dir: Path, step: int, out_dir: Path) -> Path:
+    """The VAE of ``run_dir`` at its checkpoint ``ckpt-<step>`` as a run directory of its own (``model.keras``
+    + ``vae.json``), so an interrupted run can still be scored at an equal budget."""
+    import shutil
+
+    import tensorflow as tf
+
+    from tfmusic.training.checkpoints import as_trackable, save_model_atomic
+    from tfmusic.training.vae import VAEConfig, VAETask, open_data
+
+    meta = json.loads((run_dir / "vae.json").read_text())
+    task = VAETask(VAEConfig(**meta["vae"]), open_data(meta["vae"]["model"], meta["data"]["dir"]))
+    task.build()
+    prefix = run_dir / "checkpoints" / f"ckpt-{step}"
+    if not Path(f"{prefix}.index").is_file():
+        raise FileNotFoundError(2, "no such checkpoint", f"{prefix}.index")
+    tf.train.Checkpoint(vae=as_trackable(task.vae, "vae")).restore(str(prefix)).expect_partial()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / "vae.json", out_dir / "vae.json")
+    save_model_atomic(task.vae, out_dir / "model.keras")
+    return out_dir
+
+
 def _load() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -196,6 +239,9 @@ def to_markdown(results: list[dict], meta: dict) -> str:
              "folk medians. Wall times depend on the shared machine's load (recorded per run); metrics do not.", "",
              "| metric | beta-VAE (ours) | AR-VAE (ours) | beta-VAE (paper) | AR-VAE (paper) |",
              "|---|---|---|---|---|"]
+    if meta.get("planned_steps", meta["steps"]) != meta["steps"]:
+        lines[2:2] = [f"Planned {meta['planned_steps']} steps per model; scored at the step-{meta['steps']} checkpoints "
+                      "(--at-step) because the runs could not both reach the plan in the time available.", ""]
     for metric in METRICS:
         ours = []
         for method in METHODS:
@@ -223,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("data/measures_folk"),
                         help="measures TFRecords (built here from the folk collections when missing)")
     parser.add_argument("--max-files", type=int, help="when building: files per collection (default all)")
-    parser.add_argument("--steps", type=int, default=800, help="training steps per model (default 800)")
+    parser.add_argument("--steps", type=int, default=900, help="training steps per model (default 900)")
     parser.add_argument("--batch-size", type=int, default=256, help="B.2: 256")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (paper: 0-9)")
     parser.add_argument("--eval-batches", type=int, default=201, help="B.3: up to 201 batches")
@@ -233,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: train the AR-VAE STEPS steps with each initialization, side by side")
     parser.add_argument("--images", type=int, metavar="STEPS",
                         help="instead: beta- and AR-VAE on dSprites and MNIST 5k, STEPS steps each")
+    parser.add_argument("--at-step", type=int, metavar="N",
+                        help="score both models at their checkpoint ckpt-N (runs stopped early, equal budget)")
     parser.add_argument("--no-plots", action="store_true", help="skip the pictures")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -262,24 +310,26 @@ def main(argv: list[str] | None = None) -> int:
         for method in METHODS:
             print(f"== {method}-VAE seed {seed}: {args.steps} steps", flush=True)
             r = run_method(method, seed, args.data, args.out, args.steps, args.batch_size, args.eval_batches,
-                           progress, args.init)
+                           progress, args.init, args.at_step)
             print("   " + ", ".join(f"{m}={r[m]:.3f}" for m in METRICS if m in r)
                   + f" (train {r['train_seconds']:.0f} s)", flush=True)
             results.append(r)
     import platform
+    steps = args.at_step or args.steps
     n_train = data.num_examples("train")
     spe = -(-n_train // args.batch_size)
     pictures: list[str] = []
     if not args.no_plots:
         from experiment_vae_plots import draw
 
-        runs = {"beta-VAE": args.out / f"beta_seed{seeds[0]}", "AR-VAE": args.out / f"ar_seed{seeds[0]}"}
+        tail = f"_step{args.at_step}" if args.at_step else ""
+        runs = {"beta-VAE": args.out / f"beta_seed{seeds[0]}{tail}", "AR-VAE": args.out / f"ar_seed{seeds[0]}{tail}"}
         pictures = [str(p) for p in draw(runs, args.data, args.out)]
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "date": time.strftime("%Y-%m-%d %H:%M"),
             "data": str(args.data), "train_items": n_train, "eval_items": data.num_examples("test"),
-            "steps": args.steps, "batch_size": args.batch_size, "seeds": seeds, "init": args.init,
-            "steps_per_epoch": spe, "paper_steps": 30 * spe, "fraction_one_seed": args.steps / (30 * spe),
-            "epochs": args.steps / spe, "paper": PAPER, "pictures": pictures,
+            "steps": steps, "batch_size": args.batch_size, "seeds": seeds, "init": args.init,
+            "steps_per_epoch": spe, "paper_steps": 30 * spe, "fraction_one_seed": steps / (30 * spe),
+            "epochs": steps / spe, "planned_steps": args.steps, "paper": PAPER, "pictures": pictures,
             "wall_seconds": time.perf_counter() - started, "load_at_end": _load()}
     (args.out / "experiment_vae.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2))
     table = to_markdown(results, meta)

@@ -30,7 +30,7 @@ def _codes(run_dir: Path, data_dir: Path, batches: int, batch_size: int):
 
 def draw(runs: dict[str, Path], data_dir: Path, out: Path, prefix: str = "experiment_vae",
          dims: Sequence[int] = (0, 1, 2, 3), batches: int = 8, batch_size: int = 256, steps: int = 9,
-         sweep_items: int = 64) -> list[Path]:
+         sweep_items: int = 32) -> list[Path]:
     """Draw the three pictures for ``runs`` ({label: run_dir}); returns the written paths."""
     import matplotlib
 
