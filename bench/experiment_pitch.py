@@ -142,13 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copy-to", type=Path, default=None,
                         help="also write experiment.md/.json here as experiment_pitch.md/.json")
     parser.add_argument("--reuse", action="store_true", help="skip stages whose outputs exist")
+    parser.add_argument("--oracles", default="mix", help="`tfmusic evaluate --oracles` (default: mix = input-SDR)")
+    parser.add_argument("--prior-stages", type=Path, default=None,
+                        help="JSON list of {command, seconds, status} for stages an earlier invocation ran "
+                        "(listed first in the stage table when --reuse skips them)")
     args = parser.parse_args(argv)
     if args.target == "drums":
         parser.error("drums have no pitch labels; pick bass, piano, ...")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    log: list[dict] = []
-    start, load_start = time.perf_counter(), load_average()
+    log: list[dict] = json.loads(args.prior_stages.read_text()) if args.prior_stages else []
+    start, load_start = time.perf_counter() - sum(s["seconds"] for s in log), load_average()
     synth, stems = out / "synth", out / "stems"
     if not (args.reuse and (synth / "synth_manifest.json").is_file()):
         run_tfmusic(["data", "synthesize", "--out", str(synth), "--songs", str(args.songs), "--seconds",
@@ -169,11 +173,15 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--pitch-weight", str(args.pitch_weight)]
         run_tfmusic(cmd, log)
     eval_dir = out / "eval"
-    cmd = ["evaluate", "--data", str(stems), "--split", "test", "--out", str(eval_dir), "--quiet"]
+    cmd = ["evaluate", "--data", str(stems), "--split", "test", "--out", str(eval_dir), "--oracles", args.oracles,
+           "--quiet"]
     for kind, name in MODELS.items():
         cmd += ["--model", f"{name}={runs[kind]}"]
-    run_tfmusic(cmd, log)
-    summary = json.loads((eval_dir / "summary.json").read_text())
+    # SDR evaluation runs as a subprocess while the transcription is scored in this process (2 cores)
+    print(f"\n$ tfmusic {shlex.join(cmd)}  (in the background)", flush=True)
+    eval_start = time.perf_counter()
+    evaluation = subprocess.Popen([sys.executable, "-m", "tfmusic", *cmd],
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
     manifest = json.loads((stems / "manifest.json").read_text())
     test_songs = sorted(s for s, v in manifest["songs"].items() if v["split"] == "test" and v["status"] == "written")
@@ -187,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         log.append({"command": f"evaluate_songs(iass_pitch, {len(test_songs)} test songs, {args.target}, {gate})",
                     "seconds": round(time.perf_counter() - t0, 1), "status": 0})
     (out / "transcription.json").write_text(json.dumps(transcription, indent=1, allow_nan=True))
+    status = evaluation.wait()
+    log.append({"command": "tfmusic " + shlex.join(cmd) + " (concurrent with the transcription scoring)",
+                "seconds": round(time.perf_counter() - eval_start, 1), "status": status})
+    if status != 0:
+        raise SystemExit(f"experiment: tfmusic evaluate failed with exit status {status}")
+    summary = json.loads((eval_dir / "summary.json").read_text())
     record = {
         "budget": {"songs": args.songs, "seconds": args.seconds, "splits": args.splits, "target": args.target,
                    "steps": args.steps, "batch_size": args.batch_size, "segment_seconds": args.segment_seconds,
