@@ -131,19 +131,24 @@ class SeparationTask(Task):
         self.magnitude = Magnitude(dtype="float32", name="train_magnitude")
         self.istft = ISTFT(settings.n_fft, settings.hop_length, center=False, dtype="float32", name="train_istft")
         kwargs = {**cfg.model_kwargs, **settings.as_dict()}  # the model carries its audio settings
-        if self.is_iass:
-            from tfmusic.models.iass import IASS
-
-            self.model = IASS(nb_channels=cfg.nb_channels, target=cfg.target, name=f"iass_{cfg.target}", **kwargs)
-        else:
-            from tfmusic.models.openunmix import OpenUnmix
-
-            self.model = OpenUnmix(nb_channels=cfg.nb_channels, target=cfg.target, name=f"umx_{cfg.target}", **kwargs)
+        self.model = self.make_model(kwargs)
         self.model.build_for_frames()
         optimizer = keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                            clipnorm=cfg.clipnorm)
         self.optimizer = loss_scale_optimizer(optimizer)
         self.optimizer.build(self.model.trainable_variables)
+
+    def make_model(self, kwargs: dict[str, Any]):
+        """The model to train (IASS or Open-Unmix) from the config and ``kwargs`` (its audio settings
+        merged over ``model_kwargs``); variants override this, the rest of :meth:`build` is shared."""
+        cfg = self.config
+        if self.is_iass:
+            from tfmusic.models.iass import IASS
+
+            return IASS(nb_channels=cfg.nb_channels, target=cfg.target, name=f"iass_{cfg.target}", **kwargs)
+        from tfmusic.models.openunmix import OpenUnmix
+
+        return OpenUnmix(nb_channels=cfg.nb_channels, target=cfg.target, name=f"umx_{cfg.target}", **kwargs)
 
     def audio_settings(self) -> AudioSettings:
         """The dataset's sample rate and STFT framing (its activity labels are per frame of it); a

@@ -21,7 +21,6 @@ from typing import Any, Mapping
 
 from tfmusic.training.config import ConfigError, deep_merge, from_dict, to_dict
 from tfmusic.training.separation import SeparationConfig, SeparationTask
-from tfmusic.training.trainer import loss_scale_optimizer
 
 MODEL = "iass_pitch"
 
@@ -76,25 +75,11 @@ class PitchSeparationTask(SeparationTask):
         super().__init__(config)
         self.name, self.is_iass = MODEL, True
 
-    def build(self) -> None:
-        import keras
-
-        from tfmusic.audio.stft import ISTFT, STFT, Magnitude
+    def make_model(self, kwargs: dict[str, Any]):
         from tfmusic.models.iass_pitch import IASSPitch
 
         cfg = self.config
-        settings = self.audio_settings()
-        self.stft = STFT(settings.n_fft, settings.hop_length, center=False, dtype="float32", name="train_stft")
-        self.magnitude = Magnitude(dtype="float32", name="train_magnitude")
-        self.istft = ISTFT(settings.n_fft, settings.hop_length, center=False, dtype="float32", name="train_istft")
-        kwargs = {**cfg.model_kwargs, **settings.as_dict()}
-        self.model = IASSPitch(nb_channels=cfg.nb_channels, target=cfg.target, name=f"iass_pitch_{cfg.target}",
-                               **kwargs)
-        self.model.build_for_frames()
-        optimizer = keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                           clipnorm=cfg.clipnorm)
-        self.optimizer = loss_scale_optimizer(optimizer)
-        self.optimizer.build(self.model.trainable_variables)
+        return IASSPitch(nb_channels=cfg.nb_channels, target=cfg.target, name=f"iass_pitch_{cfg.target}", **kwargs)
 
     def _train_pipeline(self, augment: bool):
         from tfmusic.data.stems.dataset import make_dataset
