@@ -52,7 +52,7 @@ experiment-vae: $(STAMP)
 experiment-dmelodies: $(STAMP)
 	nice -n 10 $(PY) bench/experiment_dmelodies.py --out bench/results/experiment_dmelodies --data data/dmelodies --steps 1500 --archs cnn,rnn
 
-# IASS vs IASS+pitch (issue 17): bass, 24 synthesized songs x 12 s, 300 steps per model (~40 min on 2 shared cores at load ~10)
+# IASS vs IASS+pitch (issue 17): bass, 24 synthesized songs x 12 s, 300 steps per model (took ~107 min on 2 shared cores at load 9-16, nice 10)
 .PHONY: experiment-pitch
 experiment-pitch: $(STAMP)
 	nice -n 10 $(PY) bench/experiment_pitch.py --out bench/results/experiment_pitch --copy-to bench/experiments
