@@ -30,11 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from stages import load_average, run_tfmusic
 
 HERE = Path(__file__).resolve().parent
 MODELS = {"iass": "IASS", "umx": "Open-Unmix"}
@@ -48,25 +48,6 @@ HOLDOUT_DRUM_KITS = (SF2 / "Black_Pearl_4_LV2.sf2",)
 
 def installed(fonts) -> list[str]:
     return [str(f) for f in fonts if f == "bundled" or Path(f).is_file()]
-
-
-def load_average() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
-def run_tfmusic(argv: list[str], log: list[dict]) -> float:
-    """Run one `tfmusic` command; abort the experiment with its exit status if it fails."""
-    cmd = [sys.executable, "-m", "tfmusic", *argv]
-    print(f"\n$ tfmusic {shlex.join(argv)}", flush=True)
-    start = time.perf_counter()
-    result = subprocess.run(cmd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    seconds = time.perf_counter() - start
-    log.append({"command": "tfmusic " + shlex.join(argv), "seconds": round(seconds, 1),
-                "status": result.returncode})
-    if result.returncode != 0:
-        raise SystemExit(f"experiment: command failed with exit status {result.returncode}: "
-                         f"tfmusic {shlex.join(argv)}")
-    return seconds
 
 
 def claim_verdicts(summary: dict, method: str, baseline: str) -> list[dict]:
