@@ -32,7 +32,7 @@ def test_matches_museval_bss_eval(filters_len, hop, monkeypatch):
         np.stack([target.T, rest.T]), np.stack([estimate.T, rest.T]), window=SR, hop=hop,
         compute_permutation=False, filters_len=filters_len)
     model = bss_v4.ReferenceModel.build(target, rest, filters_len)
-    ours = bss_v4.bss_eval_v4(model, estimate, SR, hop)
+    ours = bss_v4.bss_eval_v4(model, target, rest, estimate, SR, hop)
     for name, want in (("SDR", sdr[0]), ("ISR", isr[0]), ("SIR", sir[0]), ("SAR", sar[0])):
         np.testing.assert_allclose(ours[name], want, rtol=0, atol=1e-6, err_msg=name)
     assert np.isnan(ours["SDR"]).sum() == np.isnan(sdr[0]).sum() > 0
@@ -43,8 +43,8 @@ def test_silenced_window_is_floored_and_the_reference_model_is_reusable():
     gated = estimate.copy()
     gated[:, SR:2 * SR] = 0.0
     model = bss_v4.ReferenceModel.build(target, rest, 16)
-    plain = bss_v4.bss_eval_v4(model, estimate, SR, SR)
-    out = bss_v4.bss_eval_v4(model, gated, SR, SR)
+    plain = bss_v4.bss_eval_v4(model, target, rest, estimate, SR, SR)
+    out = bss_v4.bss_eval_v4(model, target, rest, gated, SR, SR)
     assert out["SDR"][1] == out["ISR"][1] == bss_v4.SILENT_ESTIMATE_DB
     assert np.isnan(out["SIR"][1]) and np.isnan(out["SAR"][1])
     assert np.isfinite(plain["SDR"]).all() and np.isfinite(out["SDR"][[0, 2]]).all()
@@ -55,5 +55,5 @@ def test_whole_track_shorter_than_a_window():
     target, rest, estimate = _signals(0.5, seed=4)
     sdr, *_ = museval_metrics().bss_eval(np.stack([target.T, rest.T]), np.stack([estimate.T, rest.T]),
                                          window=SR, hop=SR, compute_permutation=False, filters_len=16)
-    ours = bss_v4.bss_eval_v4(bss_v4.ReferenceModel.build(target, rest, 16), estimate, SR, SR)
+    ours = bss_v4.bss_eval_v4(bss_v4.ReferenceModel.build(target, rest, 16), target, rest, estimate, SR, SR)
     np.testing.assert_allclose(ours["SDR"], sdr[0], atol=1e-6)

@@ -186,7 +186,7 @@ def separate_in_chunks(
     buf_start = 0
     frame_acc: dict[str, np.ndarray] = {}
     frame_weight = np.zeros(total_frames, dtype=np.float64)
-    finished: dict[str, list[np.ndarray]] = {}
+    finished: dict[str, np.ndarray] = {}  # full-length outputs, filled in place (no list + concatenate copy)
 
     def flush(upto: int) -> None:
         nonlocal weight_acc, buf_start
@@ -198,7 +198,10 @@ def separate_in_chunks(
             if sink is not None:
                 sink(name, segment)
             else:
-                finished.setdefault(name, []).append(segment)
+                out = finished.get(name)
+                if out is None:
+                    out = finished[name] = np.empty(acc.shape[:-1] + (total,), dtype=np.float32)
+                out[..., buf_start:upto] = segment
             wave_acc[name] = acc[..., n:]
         weight_acc = weight_acc[n:]
         buf_start = upto
@@ -244,8 +247,7 @@ def separate_in_chunks(
     result: dict[str, np.ndarray] = {
         name: (acc / np.maximum(frame_weight, 1e-12)).astype(np.float32) for name, acc in frame_acc.items()
     }
-    for name, parts in finished.items():
-        result[name] = np.concatenate(parts, axis=-1)
+    result.update(finished)
     return result
 
 

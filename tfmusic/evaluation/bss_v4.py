@@ -57,20 +57,26 @@ def _silent(x: np.ndarray) -> bool:
     return not np.any(np.sum(x, axis=0))
 
 
-def _xcorr(x: np.ndarray, y: np.ndarray, lags: int, negative: bool) -> np.ndarray:
-    """``r[a, b, d] = sum_t x[a, t] y[b, t + d]`` for ``d`` in ``[-(lags-1), lags-1]`` (``negative``)
-    or ``[0, lags-1]``, accumulated over chunks of ``CHUNK`` samples (float64)."""
-    n = x.shape[-1]
+def _rows(parts: tuple[np.ndarray, ...], a: int, b: int) -> np.ndarray:
+    """Samples ``[a, b)`` of the channel-stacked ``parts`` as float64 (no whole-song copy)."""
+    return np.concatenate([np.asarray(p[:, a:b], dtype=np.float64) for p in parts])
+
+
+def _xcorr(x: tuple[np.ndarray, ...], y: tuple[np.ndarray, ...], lags: int, negative: bool) -> np.ndarray:
+    """``r[a, b, d] = sum_t x[a, t] y[b, t + d]`` over the channels of the stacked ``x`` and ``y``
+    parts, for ``d`` in ``[-(lags-1), lags-1]`` (``negative``) or ``[0, lags-1]``, accumulated over
+    chunks of ``CHUNK`` samples (float64)."""
+    n = x[0].shape[-1]
     lo = lags - 1 if negative else 0
     width = lo + lags
-    out = np.zeros((x.shape[0], y.shape[0], width))
+    out = np.zeros((sum(p.shape[0] for p in x), sum(p.shape[0] for p in y), width))
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
-        xa = np.asarray(x[:, start:stop], dtype=np.float64)
+        xa = _rows(x, start, stop)
         # y over [start - lo, stop + lags - 1), zero outside the signal
-        ya = np.zeros((y.shape[0], stop - start + lo + lags - 1))
+        ya = np.zeros((out.shape[1], stop - start + lo + lags - 1))
         a, b = max(0, start - lo), min(n, stop + lags - 1)
-        ya[:, a - (start - lo):b - (start - lo)] = y[:, a:b]
+        ya[:, a - (start - lo):b - (start - lo)] = _rows(y, a, b)
         nfft = scipy.fft.next_fast_len(ya.shape[-1] + 1, real=True)
         fx = np.conj(scipy.fft.rfft(xa, nfft))
         fy = scipy.fft.rfft(ya, nfft)
@@ -81,36 +87,34 @@ def _xcorr(x: np.ndarray, y: np.ndarray, lags: int, negative: bool) -> np.ndarra
 
 @dataclass
 class ReferenceModel:
-    """One target's references on one song (target and rest), with the factored Gram matrices of
-    their delayed versions: built once, shared by every estimate scored against them."""
+    """The factored Gram matrices of one target's delayed references on one song (target and rest):
+    built once, shared by every estimate scored against them. It keeps no audio (a 10-minute song's
+    rest is 200 MB); the same ``target`` and ``rest`` are passed again when scoring."""
 
-    target: np.ndarray  # (C, S)
-    rest: np.ndarray  # (C, S)
     lu_all: tuple
     lu_target: tuple
     filters_len: int
 
     @classmethod
     def build(cls, target: np.ndarray, rest: np.ndarray, filters_len: int = FILTERS_LEN) -> "ReferenceModel":
-        refs = np.concatenate([target, rest])  # (2C, S): source-major, then channel, as museval
+        refs = (target, rest)  # channels source-major, then channel, as museval
         r = _xcorr(refs, refs, filters_len, negative=True)  # (2C, 2C, 2L-1)
         lag = np.arange(filters_len)
         diff = (lag[:, None] - lag[None, :]) + filters_len - 1  # a - b, shifted to an index
-        p = refs.shape[0]
+        p = r.shape[0]
         gram = r[:, :, diff].transpose(0, 2, 1, 3).reshape(p * filters_len, p * filters_len)
         eps = np.finfo(float).eps
         n_target = target.shape[0] * filters_len
         lu_all = scipy.linalg.lu_factor(gram + eps * np.eye(gram.shape[0]), check_finite=False)
         lu_target = scipy.linalg.lu_factor(gram[:n_target, :n_target] + eps * np.eye(n_target), check_finite=False)
-        return cls(target, rest, lu_all, lu_target, filters_len)
+        return cls(lu_all, lu_target, filters_len)
 
-    def filters(self, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def filters(self, target: np.ndarray, rest: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Projection filters of ``estimate`` on both references ``(2C, L, C)`` and on the target
         alone ``(C, L, C)``."""
-        refs = np.concatenate([self.target, self.rest])
-        d = _xcorr(refs, estimate, self.filters_len, negative=False)  # (2C, C, L): ref, est channel, lag
+        d = _xcorr((target, rest), (estimate,), self.filters_len, negative=False)  # (2C, C, L)
         rhs = d.transpose(0, 2, 1).reshape(-1, estimate.shape[0])
-        n_target = self.target.shape[0] * self.filters_len
+        n_target = target.shape[0] * self.filters_len
         c_all = scipy.linalg.lu_solve(self.lu_all, rhs, check_finite=False)
         c_target = scipy.linalg.lu_solve(self.lu_target, rhs[:n_target], check_finite=False)
         shape = (-1, self.filters_len, estimate.shape[0])
@@ -129,10 +133,11 @@ def _db(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den == 0, np.inf, 10 * np.log10(num / den))
 
 
-def bss_eval_v4(model: ReferenceModel, estimate: np.ndarray, win: int, hop: int) -> dict[str, np.ndarray]:
+def bss_eval_v4(model: ReferenceModel, target: np.ndarray, rest: np.ndarray, estimate: np.ndarray,
+                win: int, hop: int) -> dict[str, np.ndarray]:
     """SDR/ISR/SIR/SAR per window of one target ``estimate`` ``(C, S)`` (museval v4, images variant,
-    the target's row of ``bss_eval([target, rest], [estimate, rest])``)."""
-    target, rest = model.target, model.rest
+    the target's row of ``bss_eval([target, rest], [estimate, rest])``); ``model`` is
+    ``ReferenceModel.build(target, rest)``."""
     n = target.shape[-1]
     slices = window_slices(n, win, hop)
     out = {m: np.full(len(slices), np.nan) for m in ("SDR", "ISR", "SIR", "SAR")}
@@ -143,7 +148,7 @@ def bss_eval_v4(model: ReferenceModel, estimate: np.ndarray, win: int, hop: int)
             out["SDR"][i] = out["ISR"][i] = SILENT_ESTIMATE_DB
     if not scored:
         return out
-    c_all, c_target = model.filters(estimate)
+    c_all, c_target = model.filters(target, rest, estimate)
     length_max = max(s.stop - s.start for s in slices) + model.filters_len - 1
     nfft = scipy.fft.next_fast_len(length_max, real=True)
     f_all = scipy.fft.rfft(c_all.transpose(0, 2, 1), nfft)  # (2C, C, F)

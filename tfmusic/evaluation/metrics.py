@@ -203,7 +203,7 @@ def bss_eval_target(
         raise ValueError("reference or rest is silent over the whole signal; BSS Eval is undefined")
     if mode == "v4":
         model = model if model is not None else bss_v4.ReferenceModel.build(reference, rest, FILTERS_LEN)
-        out = {k: _clip_db(v) for k, v in bss_v4.bss_eval_v4(model, estimate, win_n, hop_n).items()}
+        out = {k: _clip_db(v) for k, v in bss_v4.bss_eval_v4(model, reference, rest, estimate, win_n, hop_n).items()}
     else:
         out = {m: np.full(len(slices), np.nan) for m in BSS_METRICS}
         if not _museval_silent(estimate):  # museval raises on a silent estimate

@@ -3,7 +3,7 @@
 Masks are applied through tfmusic's one STFT (:mod:`tfmusic.audio.stft`, imported lazily: the rest
 of this module is numpy) and scored by :func:`tfmusic.evaluation.scoring.evaluate_estimates`, the
 same code path as the models. Whole songs go through the one chunk driver
-(:func:`tfmusic.audio.chunking.separate_waveform`, 30 s crossfaded chunks, like the models), so the
+(:func:`tfmusic.audio.chunking.separate_waveform`, 10 s crossfaded chunks), so the
 STFTs of a 10-minute song never sit in memory at once.
 """
 
@@ -80,7 +80,7 @@ class _Stacked:
 
 def chunked_oracle(mixture: np.ndarray, reference: np.ndarray, kind: str,
                    transforms: tuple[Callable, Callable] | None = None,
-                   chunk_seconds: float = 30.0, overlap_seconds: float = 1.0) -> np.ndarray:
+                   chunk_seconds: float = 10.0, overlap_seconds: float = 1.0) -> np.ndarray:
     """:func:`oracle_estimate` of a whole song, computed in the chunk driver's crossfaded chunks."""
     from tfmusic.audio.chunking import separate_waveform
 
