@@ -18,9 +18,10 @@ from tfmusic.cli.main import main as tfmusic_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-SYNTH_ARGS = ["--songs", "2", "--seed", "3", "--seconds", "5", "--sample-rate", "22050", "--quiet"]
+SYNTH_ARGS = ["--songs", "2", "--seed", "3", "--seconds", "5", "--sample-rate", "22050", "--quiet",
+              "--soundfont", "bundled"]
 PREP_ARGS = ["--segment-seconds", "2", "--splits", "1,0,0", "--quiet"]
-BAD_STEM = "Synth_s3_0000/Synth_s3_0000_STEMS/Synth_s3_0000_STEM_02.wav"  # song 0 has 5 stems, song 1 one
+BAD_STEM = "Synth_s3_0000/Synth_s3_0000_STEMS/Synth_s3_0000_STEM_02.wav"  # song 0 has several stems
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_synthesize_on_gcs_equals_local(runs):
     assert "synth_manifest.json" in local and not any(k.startswith(".staging") for k in remote)
     manifest = json.loads(local["synth_manifest.json"])
     assert manifest["counts"] == {"in": 2, "written": 2, "rejected": 0}
-    assert "wall_seconds" not in manifest and manifest["soundfont"] == "TimGM6mb.sf2"
+    assert "wall_seconds" not in manifest and [f["name"] for f in manifest["soundfonts"]] == ["TimGM6mb.sf2"]
     files = {e["file"] for e in manifest["files"]}
     assert files == set(local) - {"synth_manifest.json"}
 
@@ -89,11 +90,11 @@ def test_held_out_tracks_load_from_gcs(runs):
     from tfmusic.data.stems.splits import tracks_for_split
 
     tracks = tracks_for_split(runs["remote_out"], "train")
-    assert [t.song_id for t in tracks] == ["Synth_s3_0000", "Synth_s3_0001"]
-    assert tracks[1].mixture == f"{runs['remote_synth']}/Synth_s3_0001/Synth_s3_0001_MIX.wav"
-    mix, stems = tracks[1].load(22050)  # (song 0 holds the unreadable stem)
-    assert mix.shape == (2, 5 * 22050) and list(stems) == ["vocals"]
-    info = audio_info(tracks[1].mixture)
+    assert [t.song_id for t in tracks] == ["Synth_s3_0001"]  # song 0 holds the unreadable stem: rejected
+    assert tracks[0].mixture == f"{runs['remote_synth']}/Synth_s3_0001/Synth_s3_0001_MIX.wav"
+    mix, stems = tracks[0].load(22050)
+    assert mix.shape == (2, 5 * 22050) and list(stems) == tracks[0].instruments and len(stems) >= 1
+    info = audio_info(tracks[0].mixture)
     assert (info.sample_rate, info.channels, info.frames) == (22050, 2, 5 * 22050)
     with pytest.raises(AudioFileError, match="Synth_s3_0000_STEM_02.wav: unreadable audio"):
         read_audio(f"{runs['remote_synth']}/{BAD_STEM}")

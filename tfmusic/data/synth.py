@@ -311,7 +311,7 @@ def synthesize(
     written and ``{"template_location", "out"}`` is returned."""
     from tfmusic.beam_options import flag_value, run_pipeline
     from tfmusic.data import mixing as mixing_module
-    from tfmusic.data.stems.layouts import check_worker_path
+    from tfmusic.data.stems.layouts import check_worker_path, remote_runner
 
     if songs < 1:
         raise ValueError(f"songs must be >= 1, got {songs}")
@@ -337,7 +337,9 @@ def synthesize(
         check_worker_path(font, flag, beam_args)
         return font
 
-    fonts = tuple(checked(f, "--soundfont") for f in (default_soundfonts() if not soundfonts else soundfonts))
+    if not soundfonts:  # remote workers have the bundled font (pretty_midi), not this machine's Debian one
+        soundfonts = [None] if remote_runner(beam_args) else default_soundfonts()
+    fonts = tuple(checked(f, "--soundfont") for f in soundfonts)
     drums = tuple(checked(f, "--drum-soundfont") for f in drum_soundfonts)
     if None in drums:
         raise ValueError("--drum-soundfont wants a drum-kit SoundFont file, not the bundled GM font")
