@@ -113,14 +113,24 @@ def evaluate_oracles(track: TrackAudio, targets: Iterable[str], oracles: Sequenc
             raise ValueError(f"unknown oracle {kind!r}; expected some of {ORACLES}")
         if kind != "mix" and transforms is None:
             transforms = stft_pair()
-        estimates = {}
-        for target in targets:
+        docs = []
+        for target in targets:  # one target's estimate in memory at a time (a long song's is 200 MB)
             ref = track.references.get(target)
             if ref is None or is_silent(ref):
-                estimates[target] = np.zeros_like(track.mixture)  # skipped by evaluate_estimates
-                continue
-            estimates[target] = chunked_oracle(track.mixture, ref, kind, transforms)
-        out[ORACLE_LABELS[kind]] = evaluate_estimates(track, estimates, method=ORACLE_LABELS[kind],
-                                                      mode=mode, win=win, hop=hop,
-                                                      sample_rate=sample_rate)
+                estimate = np.zeros_like(track.mixture)  # skipped by evaluate_estimates
+            else:
+                estimate = chunked_oracle(track.mixture, ref, kind, transforms)
+            docs.append(evaluate_estimates(track, {target: estimate}, method=ORACLE_LABELS[kind], mode=mode,
+                                           win=win, hop=hop, sample_rate=sample_rate))
+            del estimate
+        out[ORACLE_LABELS[kind]] = _merge(docs)
     return out
+
+
+def _merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One method's per-target documents of one song as the one document ``evaluate_estimates`` writes."""
+    doc = dict(docs[0])
+    doc["targets"] = [t for d in docs for t in d["targets"]]
+    doc["skipped"] = [s for d in docs for s in d["skipped"]]
+    doc["activity"] = {k: v for d in docs for k, v in d["activity"].items()}
+    return doc
