@@ -138,6 +138,8 @@ class SeparationTask(Task):
         self.optimizer = loss_scale_optimizer(optimizer)
         self.optimizer.build(self.model.trainable_variables)
 
+    pitch_labels = False  # batches carry the target's multi-pitch roll (the IASS+pitch variant)
+
     def make_model(self, kwargs: dict[str, Any]):
         """The model to train (IASS or Open-Unmix) from the config and ``kwargs`` (its audio settings
         merged over ``model_kwargs``); variants override this, the rest of :meth:`build` is shared."""
@@ -196,6 +198,7 @@ class SeparationTask(Task):
             cfg.data_dir, cfg.train_split, cfg.target, ctx.batch_size,
             segment_seconds=cfg.segment_seconds, channels=cfg.nb_channels, augment=augment,
             seed=ctx.seed, deterministic=ctx.deterministic, samples_per_epoch=cfg.samples_per_epoch,
+            pitch=self.pitch_labels,
         ))
 
     def train_dataset(self):
@@ -210,6 +213,7 @@ class SeparationTask(Task):
         return self._options(make_eval_dataset(
             cfg.data_dir, cfg.eval_split, cfg.target, self.context.batch_size,
             segment_seconds=cfg.eval_segment_seconds or cfg.segment_seconds, channels=cfg.nb_channels,
+            pitch=self.pitch_labels,
         ))
 
     def activation_inputs(self, batch):

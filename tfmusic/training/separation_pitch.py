@@ -71,6 +71,8 @@ def run_config_dict(config: PitchSeparationConfig) -> dict[str, Any]:
 class PitchSeparationTask(SeparationTask):
     """Trains one IASS+pitch model for one target (module docstring)."""
 
+    pitch_labels = True
+
     def __init__(self, config: PitchSeparationConfig) -> None:
         super().__init__(config)
         self.name, self.is_iass = MODEL, True
@@ -80,27 +82,6 @@ class PitchSeparationTask(SeparationTask):
 
         cfg = self.config
         return IASSPitch(nb_channels=cfg.nb_channels, target=cfg.target, name=f"iass_pitch_{cfg.target}", **kwargs)
-
-    def _train_pipeline(self, augment: bool):
-        from tfmusic.data.stems.dataset import make_dataset
-
-        cfg, ctx = self.config, self.context
-        return self._options(make_dataset(
-            cfg.data_dir, cfg.train_split, cfg.target, ctx.batch_size,
-            segment_seconds=cfg.segment_seconds, channels=cfg.nb_channels, augment=augment,
-            seed=ctx.seed, deterministic=ctx.deterministic, samples_per_epoch=cfg.samples_per_epoch, pitch=True,
-        ))
-
-    def eval_dataset(self):
-        from tfmusic.data.stems.dataset import make_eval_dataset
-
-        cfg = self.config
-        if cfg.eval_split is None:
-            return None
-        return self._options(make_eval_dataset(
-            cfg.data_dir, cfg.eval_split, cfg.target, self.context.batch_size,
-            segment_seconds=cfg.eval_segment_seconds or cfg.segment_seconds, channels=cfg.nb_channels, pitch=True,
-        ))
 
     def _losses(self, batch, training: bool):
         import tensorflow as tf
