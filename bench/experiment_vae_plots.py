@@ -7,7 +7,7 @@
   std against z; a controllable dim rises monotonically;
 * ``<prefix>_traversal_<method>.png`` -- piano-roll strips of one test bar swept along each regularized dim.
 
-Used by ``bench/experiment_vae.py`` (``--plots`` only redraws from trained runs).
+Used by ``bench/experiment_vae.py``; run this file directly (``--run LABEL=RUN_DIR``) to redraw from trained runs.
 """
 
 from __future__ import annotations
@@ -102,3 +102,35 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
     rho = spearmanr(a, b).statistic
     return float(rho) if np.isfinite(rho) else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Redraw the pictures from trained runs (no training): ``--run LABEL=RUN_DIR`` per model."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(description="AR-VAE experiment pictures from trained measure runs")
+    parser.add_argument("--run", action="append", required=True, metavar="LABEL=RUN_DIR",
+                        help="a trained run (model.keras + vae.json); repeat per model, e.g. AR-VAE=dir")
+    parser.add_argument("--data", type=Path, default=Path("data/measures_folk"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--prefix", default="experiment_vae")
+    parser.add_argument("--sweep-items", type=int, default=32, help="test bars per traversal curve")
+    args = parser.parse_args(argv)
+    runs: dict[str, Path] = {}
+    for item in args.run:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not (Path(path) / "model.keras").is_file():
+            parser.error(f"--run {item!r}: expected LABEL=RUN_DIR with a model.keras in RUN_DIR")
+        runs[label] = Path(path)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in draw(runs, args.data, args.out, prefix=args.prefix, sweep_items=args.sweep_items):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""The VAE experiment scripts reject bad arguments before any training starts (cheap: no TF work)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import experiment_dmelodies  # noqa: E402
+import experiment_vae  # noqa: E402
+import experiment_vae_plots  # noqa: E402
+
+
+@pytest.mark.parametrize("argv", [["--images", "0"], ["--images", "10", "--mnist-steps", "-1"],
+                                  ["--seeds", "a,b"]])
+def test_experiment_vae_bad_arguments(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        experiment_vae.main(["--out", str(tmp_path)] + argv)
+    assert err.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_plots_needs_a_trained_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        experiment_vae_plots.main(["--run", f"AR-VAE={tmp_path}", "--out", str(tmp_path)])
+    assert err.value.code == 2
+    assert "model.keras" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--archs", "mlp"], ["--objectives", "beta,foo"], ["--steps", "50"]])
+def test_experiment_dmelodies_bad_arguments(argv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        experiment_dmelodies.main(["--out", str(tmp_path)] + argv)
+    assert err.value.code == 2
+
+
+def test_image_budget_fractions():
+    # B.2: 100 epochs of batch 128 over 516,096 dSprites / 60,000 Morpho-MNIST training images
+    assert experiment_vae.PAPER_IMAGE_STEPS == {"sprites": 403_200, "mnist": 46_900}
