@@ -44,7 +44,7 @@ def iass_frequency_sizes(max_bin: int) -> tuple[list[int], list[int]]:
     for _ in range(3):
         cls.append(cls[-1] // 3)
     if min(enc + cls[:-1]) < 1 or cls[-1] < 1:
-        raise ValueError(f"max_bin={max_bin} is too small for the IASS U-Net (needs >= 81 bins)")
+        raise ValueError(f"max_bin={max_bin} is too small for the IASS U-Net (needs >= 729 = 3**6 bins)")
     return enc, cls + [1]
 
 

@@ -27,6 +27,28 @@ def _abort(context, err: ServingError):
     context.abort(getattr(grpc.StatusCode, err.code, grpc.StatusCode.UNKNOWN), err.message)
 
 
+class _OneLineDecodeErrors(logging.Filter):
+    """grpc logs a traceback at ERROR for every request whose bytes are not a valid proto (then
+    answers INTERNAL, as TF Serving does, which logs nothing). A peer's bad bytes are not a server
+    fault: keep one WARNING line with the parse error; any other exception keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from google.protobuf.message import DecodeError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, DecodeError) and str(record.msg).startswith("Exception deserializing"):
+            record.msg, record.args = "gRPC message is not a valid protobuf (%s); answered INTERNAL", (exc,)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_decode_errors() -> None:
+    grpc_log = logging.getLogger("grpc._common")  # where grpc's deserialize() logs
+    if not any(isinstance(f, _OneLineDecodeErrors) for f in grpc_log.filters):
+        grpc_log.addFilter(_OneLineDecodeErrors())
+
+
 def _unimplemented(service: str, method: str):
     def handler(self, request, context):
         import grpc
@@ -132,6 +154,7 @@ def add_services(server, core: ServingCore, max_message_bytes: int) -> None:
     for name in HEALTH_SERVICES:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    _quiet_decode_errors()
 
 
 __all__ = ["add_services", "make_model_servicer", "make_prediction_servicer", "DEFAULT_SIGNATURE", "HEALTH_SERVICES"]

@@ -33,6 +33,7 @@ from tfmusic.models.vae.core import VAE
 from tfmusic.models.vae.init import initialize
 from tfmusic.models.vae.objectives import FactorDiscriminator, Objective
 from tfmusic.models.vae.presets import build_objective, build_vae, default_reg, family_of
+from tfmusic.storage import write_atomic
 from tfmusic.training.config import to_dict
 from tfmusic.training.trainer import Task, Trainer, TrainResult, loss_scale_optimizer, minimize
 from tfmusic.training.vae_config import (DEFAULT_BATCH, DEFAULT_EPOCHS, VAEConfig, VAERunConfig,
@@ -338,7 +339,7 @@ def save_run_meta(run_dir: str | Path, cfg: VAEConfig, data: VAEData, steps_per_
     doc = {"vae": dataclasses.asdict(cfg), "data": {**data.describe(), "dir": data_dir},
            "steps_per_epoch": steps_per_epoch}
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    (Path(run_dir) / "vae.json").write_text(json.dumps(doc, indent=2))
+    write_atomic(Path(run_dir) / "vae.json", json.dumps(doc, indent=2))  # a kill never leaves it torn
 
 
 def load_run(run_dir: str | Path) -> tuple[VAE, dict]:
