@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             results.append(r)
             _write(args, results, started)
-    print(to_markdown(results, _meta(args, results, started)))
+    print((args.out / "experiment_dmelodies.md").read_text())
     return 0
 
 
@@ -159,8 +159,26 @@ def _meta(args, results: list[dict], started: float) -> dict:
             "wall_seconds": time.perf_counter() - started, "paper_steps": PAPER_STEPS, "paper_note": PAPER_NOTE}
 
 
+def earlier_results(out: Path, steps: int, seed: int, done: list[dict]) -> list[dict]:
+    """Scored runs already in ``out`` at the same budget and seed that this invocation did not redo, so
+    the architectures can be run one call at a time and still land in one table."""
+    have = {(r["arch"], r["objective"]) for r in done}
+    found = []
+    for arch in ("cnn", "rnn"):
+        for objective in OBJECTIVES:
+            path = out / f"{arch}_{objective}_seed{seed}" / "evaluation.json"
+            if (arch, objective) in have or not path.is_file():
+                continue
+            r = json.loads(path.read_text())
+            if r.get("steps") == steps and r.get("seed") == seed:
+                found.append(r)
+    return found
+
+
 def _write(args, results: list[dict], started: float) -> None:
     """Rewrite the table after every model, so a stopped run keeps what finished."""
+    results = sorted(results + earlier_results(args.out, args.steps, args.seed, results),
+                     key=lambda r: (r["arch"], OBJECTIVES.index(r["objective"])))
     meta = _meta(args, results, started)
     slim = [{k: v for k, v in r.items() if k not in ("sap_scores",)} for r in results]
     (args.out / "experiment_dmelodies.json").write_text(json.dumps({"meta": meta, "runs": slim}, indent=2))

@@ -41,3 +41,20 @@ def test_experiment_dmelodies_bad_arguments(argv, tmp_path, capsys):
 def test_image_budget_fractions():
     # B.2: 100 epochs of batch 128 over 516,096 dSprites / 60,000 Morpho-MNIST training images
     assert experiment_vae.PAPER_IMAGE_STEPS == {"sprites": 403_200, "mnist": 46_900}
+
+
+def test_dmelodies_table_merges_earlier_rows_at_the_same_budget(tmp_path):
+    import json
+
+    def scored(arch, objective, steps):
+        d = tmp_path / f"{arch}_{objective}_seed0"
+        d.mkdir()
+        (d / "evaluation.json").write_text(json.dumps({"arch": arch, "objective": objective, "seed": 0,
+                                                       "steps": steps}))
+
+    scored("cnn", "beta", 100)
+    scored("cnn", "factor", 100)
+    scored("cnn", "annealed", 300)  # another budget: not merged
+    done = [{"arch": "cnn", "objective": "factor", "seed": 0, "steps": 100}]  # redone now: not duplicated
+    found = experiment_dmelodies.earlier_results(tmp_path, 100, 0, done)
+    assert [(r["arch"], r["objective"]) for r in found] == [("cnn", "beta")]
