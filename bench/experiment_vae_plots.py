@@ -65,7 +65,8 @@ def draw(runs: dict[str, Path], data_dir: Path, out: Path, prefix: str = "experi
         for col, dim in enumerate(dims):
             lo, hi = np.percentile(codes["z"][:, dim], [1, 99])
             values = np.linspace(lo, hi, steps)
-            attrs = np.stack([codec.attributes(decode(vae, sweep_codes(m, dim, values)))[0][:, col] for m in mean])
+            codes_all = np.concatenate([sweep_codes(m, dim, values) for m in mean])  # one decode call per dim
+            attrs = codec.attributes(decode(vae, codes_all))[0][:, col].reshape(len(mean), steps)
             ax = axes[0][col]
             ax.errorbar(values, attrs.mean(0), yerr=attrs.std(0), label=label, capsize=2, lw=1)
             ax.set_title(f"{names[col]} of decoded bars\nsweeping z[{dim}] ({len(mean)} test bars)", fontsize=8)
