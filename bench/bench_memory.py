@@ -1,11 +1,11 @@
 """Peak memory of one IASS training step (6 s mono, MSE + 2 x BCE, AdamW), measured in a subprocess.
 
 Each batch size runs in a fresh process (``ru_maxrss`` is a high-water mark) that builds the task,
-takes 2 training steps on a fixed synthetic batch and prints its peak RSS. Batch 16 is run only when
-the machine has room (``TFMUSIC_BENCH_MEMORY_BATCHES``, default ``1,2,4``; the target batch 16 is
-extrapolated linearly from the measured points when it is not run: activations grow with the batch,
-weights and optimizer state do not). A shared 2-core box with other jobs must not be pushed into
-an OOM kill, hence the default. ``precision`` runs the same under ``mixed_bfloat16``.
+takes 2 training steps on a fixed synthetic batch and prints its peak RSS (and the second step's
+time, with the load). Batches: ``TFMUSIC_BENCH_MEMORY_BATCHES`` (default ``2,4,16``); without
+recomputation only batches <= 4 are run and batch 16 is extrapolated linearly (activations grow with
+the batch, weights and optimizer state do not): it needs ~11 GB, which would push a shared box into
+an OOM kill. With recomputation (``trainer.recompute``, the default) batch 16 is measured.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,26 +24,33 @@ from timing import load_average
 TARGET_GB = 8.0
 
 
-def _child(batch: int, policy: str) -> None:
-    """Runs in the subprocess: 2 steps, then print the peak RSS (GB)."""
+def _child(batch: int, policy: str, recompute: bool = False) -> None:
+    """Runs in the subprocess: 2 steps, then print the peak RSS (GB) and the second step's time."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
     from bench_training_precision import _task
 
+    from tfmusic.training.recompute import recompute_layers
+
     task, data = _task("iass", 1, 6.0, batch, policy)
+    if recompute:
+        recompute_layers(task.recompute_layers())
     step = tf.function(task.train_step)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    for _ in range(2):
-        float(step(data)["loss"])
+    float(step(data)["loss"])
+    began = time.perf_counter()
+    loss = float(step(data)["loss"])
+    seconds = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(json.dumps({"batch": batch, "policy": policy, "peak_gb": peak, "before_steps_gb": base}))
+    print(json.dumps({"batch": batch, "policy": policy, "recompute": recompute, "peak_gb": peak,
+                      "before_steps_gb": base, "step_s": seconds, "loss": loss, "load": load_average()}))
 
 
-def _measure(batch: int, policy: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", str(batch), policy], capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=1800)
+def _measure(batch: int, policy: str, recompute: bool) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", str(batch), policy] + (["recompute"] if recompute else []),
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=3600)
     if proc.returncode != 0:
         return {"batch": batch, "policy": policy, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:200],
                 "returncode": proc.returncode}
@@ -50,13 +58,16 @@ def _measure(batch: int, policy: str) -> dict:
 
 
 def run(out_dir: Path) -> list[dict]:
-    batches = [int(b) for b in os.environ.get("TFMUSIC_BENCH_MEMORY_BATCHES", "1,2,4").split(",")]
+    """One row per variant: the trainer default (blocks recomputed), fp32 without it (batch 16 there is
+    extrapolated: it needs ~11 GB) and mixed_bfloat16 with it."""
+    batches = [int(b) for b in os.environ.get("TFMUSIC_BENCH_MEMORY_BATCHES", "2,4,16").split(",")]
     rows = []
-    for policy in ("float32", "mixed_bfloat16"):
-        points = [_measure(b, policy) for b in batches]
+    for policy, recompute in (("float32", True), ("float32", False), ("mixed_bfloat16", True)):
+        points = [_measure(b, policy, recompute) for b in batches if recompute or b <= 4]
         good = [p for p in points if "peak_gb" in p]
+        name = f"{policy}, {'blocks recomputed (trainer default)' if recompute else 'trainer.recompute=false'}"
         if not good:
-            rows.append({"what": f"IASS training peak RSS, {policy}", "notes": f"failed: {points}"})
+            rows.append({"what": f"IASS training peak RSS, {name}", "notes": f"failed: {points}"})
             continue
         if any(p["batch"] == 16 for p in good):
             at16, how = next(p["peak_gb"] for p in good if p["batch"] == 16), "measured"
@@ -66,18 +77,20 @@ def run(out_dir: Path) -> list[dict]:
         else:
             at16, how = float("nan"), "one point only"
         rows.append({
-            "what": f"IASS training peak RSS, batch 16 x 6 s mono, {policy}", "ours": at16, "reference": TARGET_GB,
+            "what": f"IASS training peak RSS, batch 16 x 6 s mono, {name}", "ours": at16, "reference": TARGET_GB,
             "unit": "GB", "ratio": TARGET_GB / at16 if at16 == at16 else None, "target": f"< {TARGET_GB:g} GB",
             "met": bool(at16 < TARGET_GB) if at16 == at16 else None,
             "notes": f"{how}; measured peaks " + ", ".join(
                 f"b{p['batch']}: {p['peak_gb']:.2f}" if "peak_gb" in p else f"b{p['batch']}: {p['error']}"
-                for p in points) + f" GB (subprocess ru_maxrss, 2 steps); load {load_average()}"})
+                for p in points) + " GB (subprocess ru_maxrss, 2 steps; peak memory does not depend on load); "
+                f"step s " + ", ".join(f"b{p['batch']}: {p['step_s']:.1f}" for p in good) +
+                f" at load {', '.join(str(p['load']) for p in good)}"})
     return rows
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        _child(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--child":
+        _child(int(sys.argv[2]), sys.argv[3], sys.argv[4:] == ["recompute"])
     else:  # pragma: no cover
         for row in run(Path(".")):
             print(row)

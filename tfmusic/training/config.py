@@ -74,6 +74,7 @@ class TrainerConfig:
     mixed_precision: str = "float32"
     jit_compile: bool = False  # XLA-compile each replica's step (forward, backward, optimizer update)
     steps_per_execution: int = 1  # optimizer steps per tf.function call (fewer host round trips)
+    recompute: bool = True  # recompute the task's recompute_layers() in the backward pass (memory; same gradients)
     strategy: str = "default"
     devices: list[str] | int | None = None
     seed: int = 42

@@ -181,6 +181,13 @@ class SeparationTask(Task):
     def export_model(self):
         return self.model
 
+    def recompute_layers(self) -> list:
+        """IASS: the U-Net blocks, whose full-resolution internals hold most of a step's memory."""
+        if not self.is_iass:
+            return []
+        m = self.model
+        return [m.enc1, m.enc2, m.enc3, m.dec2, m.dec3, m.dec4]
+
     # ------------------------------------------------------------------ data
     def _options(self, dataset):
         import tensorflow as tf

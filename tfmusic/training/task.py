@@ -48,6 +48,9 @@ sees the trainer, so a task can be built and stepped without one (tests, benchma
 ``activation_inputs(batch)``
     Optional: what ``export_model()`` is called with for activation histograms
     (``trainer.histograms``); default ``batch[0][:8]``.
+``recompute_layers() -> list[keras.layers.Layer]``
+    Optional: built layers whose activations ``trainer.recompute`` recomputes in the backward
+    pass instead of keeping them (``tfmusic.training.recompute``); default none.
 ``export_model() -> keras.Model``
     The model saved as ``<run_dir>/model.keras`` with the best weights (lowest monitored
     evaluation metric; the final weights when nothing was evaluated).
@@ -162,6 +165,10 @@ class Task:
     def activation_inputs(self, batch: Any) -> Any:
         """What ``export_model()`` takes for one batch (activation histograms); default: ``batch[0]``."""
         return (batch[0] if isinstance(batch, (tuple, list)) else batch)[:8]
+
+    def recompute_layers(self) -> list[keras.layers.Layer]:
+        """Layers whose activations ``trainer.recompute`` recomputes in the backward pass (memory)."""
+        return []
 
     def export_model(self) -> keras.Model:
         raise NotImplementedError
