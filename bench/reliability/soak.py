@@ -302,9 +302,11 @@ def failures(report: dict) -> list[str]:
     return problems
 
 
-def markdown(report: dict, load: str) -> str:
+def markdown(report: dict, load_start: str, load_end: str) -> str:
+    """The soak's table; the machine's load at both ends is part of every latency figure."""
     lines = [f"## Server soak ({report['seconds']} s, {CLIENTS} clients, loopback)", "",
-             f"Machine: 2 cores; `uptime` at the end: {load}", "",
+             f"Machine: 2 cores; `uptime` at the start (model export and server start included): {load_start};",
+             f"at the end: {load_end}", "",
              f"Requests served: **{report['requests']}**; valid Predicts by version: {report['served_by_version']}; "
              f"p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms (gRPC Predict, {SAMPLES} stereo samples).", "",
              f"Server RSS: {report['rss_idle_mb']} MiB idle after warm-up; {report['rss_start_mb']} MiB under load "
@@ -346,11 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.seconds > 0:
         parser.error("--seconds must be > 0")
+    load_start = os.popen("uptime").read().strip()
     report = soak(args.seconds, Path(args.work))
-    load = os.popen("uptime").read().strip()
+    load_end = os.popen("uptime").read().strip()
     print(json.dumps(report, indent=1))
     if args.out:
-        text = "# Reliability results (`make reliability`)\n\n" + markdown(report, load)
+        text = "# Reliability results (`make reliability`)\n\n" + markdown(report, load_start, load_end)
         if args.faults:
             text += "\n" + fault_table(Path(args.faults))
         Path(args.out).write_text(text)
