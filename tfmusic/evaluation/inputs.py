@@ -15,26 +15,51 @@ import numpy as np
 from tfmusic import storage
 from tfmusic.evaluation.metrics import SAMPLE_RATE
 from tfmusic.evaluation.scoring import TrackAudio
+from tfmusic.evaluation.signals import DiskSignal
 
 __all__ = ["load_separator", "track_audio"]
 
 
 def track_audio(track: Any, targets: Sequence[str], sample_rate: int = SAMPLE_RATE,
-                max_seconds: float | None = None) -> TrackAudio:
+                max_seconds: float | None = None, scratch: str | None = None) -> TrackAudio:
     """Load a dataset Track into a TrackAudio (references of ``targets`` and their activity labels).
 
     ``track.load`` reads every file through storage; ``max_seconds`` crops the song (quick runs).
+    With ``scratch`` (a local folder) the mixture and references are spilled there as
+    :class:`~tfmusic.evaluation.signals.DiskSignal` s, read one target at a time when the song has a
+    mixture file, so at most the mixture and one reference are in memory at once.
     """
+    n = int(max_seconds * sample_rate) if max_seconds else None
+    if scratch is not None and getattr(track, "mixture", None) and len(targets) > 1:
+        audio = _read(track, [[t] for t in targets], sample_rate, n, scratch)
+        if audio is not None:
+            return audio
+    return _read(track, [list(targets)], sample_rate, n, scratch)
+
+
+def _read(track: Any, reads: list[list[str]], sample_rate: int, n: int | None,
+          scratch: str | None) -> TrackAudio | None:
+    """One ``track.load`` per group of targets; None when the groups' mixtures differ in shape (a
+    stem longer or wider than the mixture re-aligns the whole song: read it in one group then)."""
+    from tfmusic.audio.frames import num_frames
     from tfmusic.data.stems.activity import song_confidence
 
-    mixture, stems = track.load(sample_rate, instruments=list(targets))
-    if max_seconds:
-        n = int(max_seconds * sample_rate)
-        mixture = mixture[:, :n]
-        stems = {k: v[:, :n] for k, v in stems.items()}
-    refs = {t: stems[t] for t in targets if t in stems}
-    labels = {t: song_confidence(refs.get(t, np.zeros_like(mixture))) for t in targets}
-    return TrackAudio(name=track.name, mixture=mixture, references=refs, activity_labels=labels)
+    mixture, refs, labels = None, {}, {}
+    for wanted in reads:
+        mix, stems = track.load(sample_rate, instruments=wanted)
+        mix = mix[:, :n]
+        if mixture is None:
+            mixture = DiskSignal.write(os.path.join(scratch, "mixture.f32"), mix) if scratch else mix
+        elif tuple(mix.shape) != tuple(mixture.shape):
+            return None
+        for t in wanted:
+            ref = stems.pop(t)[:, :n] if t in stems else None
+            labels[t] = song_confidence(ref) if ref is not None else np.zeros(num_frames(mix.shape[-1]), np.float32)
+            if ref is not None:
+                refs[t] = DiskSignal.write(os.path.join(scratch, f"reference.{t}.f32"), ref) if scratch else ref
+            del ref  # spilled: the next read must not find the last one still in memory
+        del mix, stems
+    return TrackAudio(name=track.name, mixture=mixture, references=refs, activity_labels=labels, scratch=scratch)
 
 
 def load_separator(paths: Sequence[str]):

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from tfmusic.audio.io import DEFAULT_SAMPLE_RATE as SAMPLE_RATE
+from tfmusic.evaluation.signals import chunks, is_signal, to_array
 
 BSS_METRICS = ("SDR", "SIR", "SAR", "ISR")
 METRICS = BSS_METRICS + ("SI-SDR",)
@@ -96,7 +97,10 @@ def museval_version() -> str:
 def as_channels_first(x: np.ndarray, name: str) -> np.ndarray:
     """``(samples,)`` or ``(channels, samples)`` -> float ``(channels, samples)``: float32 stays
     float32 (audio read from files; halves a long song's memory, sums run in float64 anyway),
-    anything else becomes float64."""
+    anything else becomes float64. A lazy signal (:mod:`tfmusic.evaluation.signals`: read slice by
+    slice) is passed through as it is."""
+    if is_signal(x):
+        return x
     x = np.asarray(x)
     if x.dtype != np.float32:
         x = x.astype(np.float64)
@@ -109,6 +113,9 @@ def as_channels_first(x: np.ndarray, name: str) -> np.ndarray:
 
 def fit_length(estimate: np.ndarray, n_samples: int) -> np.ndarray:
     """Zero-pad or truncate ``(channels, samples)`` to ``n_samples`` (museval's pad_or_truncate)."""
+    if estimate.shape[-1] == n_samples:
+        return estimate
+    estimate = to_array(estimate)
     if estimate.shape[-1] >= n_samples:
         return estimate[..., :n_samples]
     pad = [(0, 0)] * (estimate.ndim - 1) + [(0, n_samples - estimate.shape[-1])]
@@ -116,13 +123,13 @@ def fit_length(estimate: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def is_silent(x: np.ndarray, peak: float = SILENT_PEAK) -> bool:
-    """True when a whole signal peaks below ``peak`` (an absent instrument)."""
-    return not np.any(np.abs(x) >= peak)
+    """True when a whole signal peaks below ``peak`` (an absent instrument); read chunk by chunk."""
+    return not any(np.any(np.abs(c) >= peak) for c in chunks(x))
 
 
 def _museval_silent(x: np.ndarray) -> bool:
     """museval's own per-window silence test: the channel sum is zero at every sample."""
-    return not np.any(np.sum(x, axis=0))
+    return not any(np.any(np.sum(c, axis=0)) for c in chunks(x))
 
 
 def _clip_db(values: np.ndarray) -> np.ndarray:
@@ -208,6 +215,7 @@ def bss_eval_target(
         out = {m: np.full(len(slices), np.nan) for m in BSS_METRICS}
         if not _museval_silent(estimate):  # museval raises on a silent estimate
             metrics = museval_metrics()
+            reference, rest, estimate = (to_array(x) for x in (reference, rest, estimate))
             refs = np.stack([reference.T, rest.T])
             # The rest's estimate only matters for museval's per-window silence gate (metrics of
             # source 0 depend on estimate 0 alone), so the rest reference stands in for it.

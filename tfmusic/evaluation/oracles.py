@@ -16,6 +16,7 @@ import numpy as np
 from tfmusic.evaluation.metrics import SAMPLE_RATE, as_channels_first, fit_length, is_silent
 from tfmusic.evaluation.results import ORACLE_LABELS, ORACLES
 from tfmusic.evaluation.scoring import TrackAudio, evaluate_estimates
+from tfmusic.evaluation.signals import DiskSink, spill_folder
 
 __all__ = ["ORACLES", "ORACLE_LABELS", "evaluate_oracles", "oracle_estimate", "stft_pair"]
 
@@ -70,7 +71,7 @@ def oracle_estimate(mixture: np.ndarray, reference: np.ndarray, kind: str,
 class _Stacked:
     """Mixture and reference read as one ``(2C, S)`` waveform, slice by slice (no stacked copy)."""
 
-    def __init__(self, mixture: np.ndarray, reference: np.ndarray) -> None:
+    def __init__(self, mixture: Any, reference: Any) -> None:
         self.parts = (mixture, reference)
         self.shape = (mixture.shape[0] + reference.shape[0], mixture.shape[1])
 
@@ -78,14 +79,16 @@ class _Stacked:
         return np.concatenate([np.asarray(p[index], dtype=np.float32) for p in self.parts])
 
 
-def chunked_oracle(mixture: np.ndarray, reference: np.ndarray, kind: str,
+def chunked_oracle(mixture: Any, reference: Any, kind: str,
                    transforms: tuple[Callable, Callable] | None = None,
-                   chunk_seconds: float = 10.0, overlap_seconds: float = 1.0) -> np.ndarray:
-    """:func:`oracle_estimate` of a whole song, computed in the chunk driver's crossfaded chunks."""
+                   chunk_seconds: float = 10.0, overlap_seconds: float = 1.0,
+                   scratch: str | None = None) -> Any:
+    """:func:`oracle_estimate` of a whole song, computed in the chunk driver's crossfaded chunks;
+    with ``scratch``, streamed to a :class:`~tfmusic.evaluation.signals.DiskSignal` there."""
     from tfmusic.audio.chunking import separate_waveform
 
-    if kind == "mix":
-        return as_channels_first(mixture, "mixture").astype(np.float32)
+    if kind == "mix":  # the mixture itself, not a copy
+        return as_channels_first(mixture, "mixture")
     mixture = as_channels_first(mixture, "mixture")
     reference = as_channels_first(reference, "reference")
     if mixture.shape != reference.shape:
@@ -96,9 +99,10 @@ def chunked_oracle(mixture: np.ndarray, reference: np.ndarray, kind: str,
     def chunk_fn(piece: np.ndarray) -> dict[str, np.ndarray]:
         return {"estimate": oracle_estimate(piece[:channels], piece[channels:], kind, transforms)}
 
-    settings = transforms[0]
-    return separate_waveform(_Stacked(mixture, reference), chunk_fn, settings=settings,
-                             chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)["estimate"]
+    sink = DiskSink(scratch, mixture.shape[1]) if scratch else None
+    out = separate_waveform(_Stacked(mixture, reference), chunk_fn, settings=transforms[0], sink=sink,
+                            chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
+    return sink.signals()["estimate"] if sink else out["estimate"]
 
 
 def evaluate_oracles(track: TrackAudio, targets: Iterable[str], oracles: Sequence[str], *,
@@ -116,13 +120,14 @@ def evaluate_oracles(track: TrackAudio, targets: Iterable[str], oracles: Sequenc
         docs = []
         for target in targets:  # one target's estimate in memory at a time (a long song's is 200 MB)
             ref = track.references.get(target)
-            if ref is None or is_silent(ref):
-                estimate = np.zeros_like(track.mixture)  # skipped by evaluate_estimates
-            else:
-                estimate = chunked_oracle(track.mixture, ref, kind, transforms)
-            docs.append(evaluate_estimates(track, {target: estimate}, method=ORACLE_LABELS[kind], mode=mode,
-                                           win=win, hop=hop, sample_rate=sample_rate))
-            del estimate
+            with spill_folder(track.scratch) as folder:
+                if ref is None or is_silent(ref):  # skipped by evaluate_estimates; a zero-stride view
+                    estimate = np.broadcast_to(np.zeros((1, 1), np.float32), track.mixture.shape)
+                else:
+                    estimate = chunked_oracle(track.mixture, ref, kind, transforms, scratch=folder)
+                docs.append(evaluate_estimates(track, {target: estimate}, method=ORACLE_LABELS[kind], mode=mode,
+                                               win=win, hop=hop, sample_rate=sample_rate))
+                del estimate
         out[ORACLE_LABELS[kind]] = _merge(docs)
     return out
 

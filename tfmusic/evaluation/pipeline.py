@@ -22,6 +22,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -35,6 +36,7 @@ from tfmusic.evaluation.metrics import MODES, SAMPLE_RATE
 from tfmusic.evaluation.oracles import evaluate_oracles
 from tfmusic.evaluation.results import ORACLE_LABELS, ORACLES
 from tfmusic.evaluation.scoring import evaluate_estimates
+from tfmusic.evaluation.signals import DiskSink, spill_folder
 
 CHUNK_SECONDS = 30.0  # separation chunks during evaluation (bounded memory on long songs)
 OVERLAP_SECONDS = 1.0
@@ -122,10 +124,12 @@ class EvaluationConfig:
 
 def separate_track(separate_chunk: Callable[[np.ndarray], Mapping[str, np.ndarray]], targets: Sequence[str],
                    mixture: np.ndarray, *, chunk_seconds: float = CHUNK_SECONDS,
-                   overlap_seconds: float = OVERLAP_SECONDS,
-                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                   overlap_seconds: float = OVERLAP_SECONDS, scratch: str | None = None,
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Separate a whole song with :func:`~tfmusic.audio.chunking.separate_waveform`:
-    ``({target: (C, S)}, {target: activity})``, with the separator's own STFT settings.
+    ``({target: (C, S)}, {target: activity})``, with the separator's own STFT settings. With
+    ``scratch`` (a local folder) the estimates are streamed there as
+    :class:`~tfmusic.evaluation.signals.DiskSignal` s instead of held in memory.
 
     The separator's activity curves are per center=True STFT frame (``1 + S // hop``); they are
     re-indexed to the labels' center=False frames (frame t of center=False is centred where
@@ -135,9 +139,12 @@ def separate_track(separate_chunk: Callable[[np.ndarray], Mapping[str, np.ndarra
     from tfmusic.audio.frames import num_frames
 
     settings = settings_of(separate_chunk)
+    sink = DiskSink(scratch, mixture.shape[1]) if scratch else None
     outputs = separate_waveform(mixture, separate_chunk, settings=settings, chunk_seconds=chunk_seconds,
-                                overlap_seconds=overlap_seconds, progress=False)
-    estimates = {t: np.asarray(outputs[t]) for t in targets if t in outputs}
+                                overlap_seconds=overlap_seconds, progress=False, sink=sink)
+    if sink is not None:
+        outputs.update(sink.signals())
+    estimates = {t: outputs[t] for t in targets if t in outputs}
     shift = settings.n_fft // (2 * settings.hop)
     frames = num_frames(mixture.shape[-1], settings.n_fft, settings.hop, center=False)
     activity = {t: np.ravel(outputs[f"{t}_activity"])[shift:shift + frames] for t in targets
@@ -202,22 +209,26 @@ class TrackEvaluator:
     def evaluate(self, track: Any) -> list[dict[str, Any]]:
         cfg = self.config
         targets = self.targets()
-        audio = track_audio(track, targets, cfg.sample_rate, cfg.max_seconds)
         kw = dict(mode=cfg.mode, win=cfg.win, hop=cfg.hop, sample_rate=cfg.sample_rate)
         docs = []
-        for method, (separate_chunk, names) in self.models().items():
-            try:
-                estimates, activity = separate_track(separate_chunk, names, audio.mixture,
-                                                     chunk_seconds=cfg.chunk_seconds,
-                                                     overlap_seconds=cfg.overlap_seconds)
-            except Exception:
-                reset = getattr(separate_chunk, "reset", None)
-                if reset is not None:
-                    reset()
-                raise
-            docs.append(evaluate_estimates(audio, {t: estimates[t] for t in targets if t in estimates},
-                                           method=method, activity=activity, **kw))
-        docs.extend(evaluate_oracles(audio, targets, cfg.oracles, **kw).values())
+        # Every whole-song signal (mixture, references, estimates) lives in this folder while the
+        # song is scored, read chunk by chunk: memory does not grow with the song, models or oracles.
+        with tempfile.TemporaryDirectory(prefix="tfmusic-eval-") as scratch:
+            audio = track_audio(track, targets, cfg.sample_rate, cfg.max_seconds, scratch=scratch)
+            for method, (separate_chunk, names) in self.models().items():
+                with spill_folder(scratch) as folder:
+                    try:
+                        estimates, activity = separate_track(separate_chunk, names, audio.mixture,
+                                                             chunk_seconds=cfg.chunk_seconds,
+                                                             overlap_seconds=cfg.overlap_seconds, scratch=folder)
+                    except Exception:
+                        reset = getattr(separate_chunk, "reset", None)
+                        if reset is not None:
+                            reset()
+                        raise
+                    docs.append(evaluate_estimates(audio, {t: estimates[t] for t in targets if t in estimates},
+                                                   method=method, activity=activity, **kw))
+            docs.extend(evaluate_oracles(audio, targets, cfg.oracles, **kw).values())
         return docs
 
 

@@ -20,6 +20,7 @@ from tfmusic.evaluation.metrics import (
     SAMPLE_RATE, activity_curve, activity_scores, as_channels_first, bss_eval_target, is_silent,
 )
 from tfmusic.evaluation.results import track_json
+from tfmusic.evaluation.signals import Difference, all_finite
 
 ACTIVITY_FRAME_SLACK = 4  # centered vs. uncentered STFT framing differ by a few frames
 
@@ -28,14 +29,19 @@ __all__ = ["TrackAudio", "evaluate_estimates"]
 
 @dataclass
 class TrackAudio:
-    """What one evaluation needs: the mixture and the references of the evaluated targets."""
+    """What one evaluation needs: the mixture and the references of the evaluated targets.
+
+    Signals are arrays or lazy signals (:mod:`tfmusic.evaluation.signals`); with ``scratch`` set,
+    long outputs (separated and oracle estimates) are spilled there too instead of held in memory.
+    """
 
     name: str
-    mixture: np.ndarray  # (C, S)
-    references: dict[str, np.ndarray]  # target -> (C, S); absent targets may be missing
+    mixture: Any  # (C, S) array or lazy signal
+    references: dict[str, Any]  # target -> (C, S); absent targets may be missing
     activity_labels: dict[str, np.ndarray] = field(default_factory=dict)  # target -> (frames,)
     # target -> BSS Eval v4 reference model (built once, shared by every method scored on this song)
     reference_models: dict[str, Any] = field(default_factory=dict, repr=False)
+    scratch: str | None = None  # local folder for spilled signals (None: keep them in memory)
 
     def reference_model(self, target: str, reference: np.ndarray, rest: np.ndarray) -> Any:
         from tfmusic.evaluation.bss_v4 import ReferenceModel
@@ -71,12 +77,12 @@ def evaluate_estimates(track: TrackAudio, estimates: Mapping[str, np.ndarray], *
         if is_silent(ref):
             skipped[target] = "silent reference (instrument absent)"
             continue
-        rest = mixture - ref
+        rest = Difference(mixture, ref)  # read per chunk, never materialized
         if is_silent(rest):
             skipped[target] = "silent rest (target is the whole mixture)"
             continue
         est = as_channels_first(estimate, f"{method}: {target} estimate")
-        if not np.all(np.isfinite(est)):
+        if not all_finite(est):
             raise ValueError(f"{track.name}: {method} estimate for {target} holds NaN/Inf samples")
         if est.shape[0] != ref.shape[0]:
             raise ValueError(f"{track.name}: {method} estimate for {target} has {est.shape[0]} "
