@@ -13,7 +13,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from tfmusic.evaluation.metrics import SAMPLE_RATE, as_channels_first, fit_length, is_silent
+from tfmusic.evaluation.metrics import (
+    SAMPLE_RATE,
+    as_channels_first,
+    fit_length,
+    is_silent,
+)
 from tfmusic.evaluation.results import ORACLE_LABELS, ORACLES
 from tfmusic.evaluation.scoring import TrackAudio, evaluate_estimates
 from tfmusic.evaluation.signals import DiskSink, spill_folder

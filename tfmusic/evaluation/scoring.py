@@ -17,7 +17,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from tfmusic.evaluation.metrics import (
-    SAMPLE_RATE, activity_curve, activity_scores, as_channels_first, bss_eval_target, is_silent,
+    SAMPLE_RATE,
+    activity_curve,
+    activity_scores,
+    as_channels_first,
+    bss_eval_target,
+    is_silent,
 )
 from tfmusic.evaluation.results import track_json
 from tfmusic.evaluation.signals import Difference, all_finite
