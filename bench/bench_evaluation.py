@@ -100,7 +100,7 @@ def _write_long_song(folder: str) -> None:
 
 def _long_song_pipeline(folder: str) -> dict:
     """The evaluation pipeline (3 oracles x 2 targets) on the 10-minute song in ``folder``."""
-    from tfmusic.data.stems.layouts import Track
+    from tfmusic.data.stems.track import Track
     from tfmusic.evaluation.pipeline import EvaluationConfig, TrackEvaluator
 
     stems = {inst: [os.path.join(folder, f"{inst}.wav")] for inst in ("drums", "bass", "other")}

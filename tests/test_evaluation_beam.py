@@ -15,7 +15,7 @@ import pytest
 from tests._gcs import download_tree, local_tree, upload_tree
 from tfmusic.audio.io import write_audio
 from tfmusic.cli.main import main
-from tfmusic.data.stems.layouts import Track
+from tfmusic.data.stems.track import Track
 
 SR = 44100
 WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]

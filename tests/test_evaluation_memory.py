@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent('''
     import json, os, sys
     import scipy.signal, scipy.linalg, soundfile  # imported up front: their libraries are not the song's memory
     from tfmusic.data.stems import activity
-    from tfmusic.data.stems.layouts import Track
+    from tfmusic.data.stems.track import Track
     from tfmusic.evaluation.pipeline import EvaluationConfig, TrackEvaluator
 
     folder, targets = sys.argv[1], sys.argv[2].split(",")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tfmusic.audio.io import write_audio
-from tfmusic.data.stems.layouts import Track
+from tfmusic.data.stems.track import Track
 from tfmusic.evaluation import pipeline
 
 SR = 44100

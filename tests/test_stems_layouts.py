@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from tfmusic.audio.io import AudioFileError, read_audio, write_audio
-from tfmusic.data.stems.layouts import LayoutError, Track, detect_layout, read_tracks
+from tfmusic.data.stems.layouts import LayoutError, detect_layout, read_tracks
+from tfmusic.data.stems.track import Track
 
 SR = 22050
 

@@ -118,3 +118,20 @@ def progress_dofn(fn: Callable[[Any], Any], *, total: int, desc: str, unit: str,
                 self._bar.close()
 
     return ProgressDoFn()
+
+
+def remote_runner(beam_args) -> str | None:
+    """The runner named in ``beam_args`` when its workers are other machines (Dataflow...), else None."""
+    runner = flag_value(list(beam_args), "--runner") or ""
+    return runner if runner and not any(k in runner.lower() for k in ("direct", "fnapi")) else None
+
+
+def check_worker_path(path: str, what: str, beam_args) -> None:
+    """A local ``path`` is only on this machine: with a remote runner (``--runner=DataflowRunner``...)
+    the workers could not read or write it, so fail before the job starts."""
+    from tfmusic import storage
+
+    runner = remote_runner(beam_args)
+    if storage.is_local(path) and runner:
+        raise ValueError(f"{what} {path}: a local path is not on the {runner} workers; "
+                         f"use a gs:// (or other shared filesystem) path")

@@ -311,7 +311,7 @@ def synthesize(
     written and ``{"template_location", "out"}`` is returned."""
     from tfmusic.beam_options import flag_value, run_pipeline
     from tfmusic.data import mixing as mixing_module
-    from tfmusic.data.stems.layouts import check_worker_path, remote_runner
+    from tfmusic.beam_options import check_worker_path, remote_runner
 
     if songs < 1:
         raise ValueError(f"songs must be >= 1, got {songs}")

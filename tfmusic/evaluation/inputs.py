@@ -1,6 +1,6 @@
 """What an evaluation worker reads: held-out songs and models, local or on object storage.
 
-Songs are :class:`~tfmusic.data.stems.layouts.Track` records whose ``load`` reads through
+Songs are :class:`~tfmusic.data.stems.track.Track` records whose ``load`` reads through
 :mod:`tfmusic.storage`; models are ``.keras`` files or training run directories, copied into the
 worker's own temp folder when they live on object storage (Keras loads local files only).
 """

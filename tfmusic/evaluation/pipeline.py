@@ -238,7 +238,7 @@ class TrackEvaluator:
 
 def evaluate_record(evaluator: TrackEvaluator, track: Any, staging: str, split: str) -> dict[str, Any]:
     """Evaluate one song and stage its documents: ``{"track", "status", "error"?, "files", "docs"}``."""
-    from tfmusic.data.stems.layouts import Track
+    from tfmusic.data.stems.track import Track
 
     if isinstance(track, Mapping):
         track = Track(**dict(track))

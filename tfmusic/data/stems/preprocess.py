@@ -41,7 +41,9 @@ from typing import Any, Iterable, Sequence
 from tfmusic import beam_io, storage
 from tfmusic.data import schema
 from tfmusic.data.stems import activity, pitch, taxonomy
-from tfmusic.data.stems.layouts import Track, check_worker_path, read_tracks, relative_path
+from tfmusic.beam_options import check_worker_path
+from tfmusic.data.stems.layouts import read_tracks
+from tfmusic.data.stems.track import Track, relative_path
 from tfmusic.data.stems.songs import (  # noqa: F401  (PreprocessConfig, segment_offsets: re-exported for callers)
     DATASET_NAME, PARTS, REJECTS, SHARD_BYTES, PreprocessConfig, _reject, process_track, segment_offsets)
 from tfmusic.data.stems.splits import DEFAULT_FRACTIONS, MANIFEST, SPLITS, assign_splits

@@ -22,7 +22,7 @@ import numpy as np
 from tfmusic import storage
 from tfmusic.audio.io import DEFAULT_SAMPLE_RATE, AudioFileError, audio_info, read_audio, to_int16
 from tfmusic.data.stems import activity, pitch, taxonomy
-from tfmusic.data.stems.layouts import Track, assemble, relative_path
+from tfmusic.data.stems.track import Track, assemble, relative_path
 from tfmusic.data.stems.splits import MANIFEST
 from tfmusic.data.tfds_metadata import write_tfrecord
 

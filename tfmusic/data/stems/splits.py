@@ -13,7 +13,7 @@ import os
 from typing import Iterable, Mapping, Sequence
 
 from tfmusic import storage
-from tfmusic.data.stems.layouts import Track
+from tfmusic.data.stems.track import Track
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
