@@ -127,3 +127,46 @@ def test_cli_precision_flag(exported, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as err:
         main(["export", "onnx", "--saved-model", str(sm_dir), "--out", str(out), "--precision", "int4"])
     assert err.value.code == 2
+
+
+def test_stride_one_conv_transpose_rewritten_as_equal_conv(tmp_path):
+    """int8-static's pre-pass: a stride-1 ConvTranspose (no pads: 'full') becomes the equal Conv, so
+    ONNX Runtime can run it on its int8 Conv kernel; strided ones are left alone."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)  # (in, out, kh, kw)
+    up = rng.standard_normal((3, 2, 1, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="full", kernel_shape=[3, 3]),
+         helper.make_node("ConvTranspose", ["y", "up"], ["z"], name="up", kernel_shape=[1, 3], strides=[1, 3])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 7])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.arange(3, dtype=np.float32), "b"),
+         numpy_helper.from_array(up, "up")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((1, 4, 5, 7)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    rewritten = onnx_precision._transposed_as_conv(model)
+    assert [n.op_type for n in rewritten.graph.node] == ["Conv", "ConvTranspose"]
+    assert {t.name for t in rewritten.graph.initializer} == {"w_as_conv", "b", "up"}
+    got = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_int8_static_variant_builds_and_runs(exported):
+    """The QDQ variant the bench measures: calibrated on music-like pieces, int8 nodes present, runs."""
+    import onnx
+
+    _, result, _ = exported
+    rng = np.random.default_rng(2)
+    pieces = [(0.1 * rng.standard_normal((2, 4 * N_FFT))).astype(np.float32) for _ in range(2)]
+    report = onnx_precision.make_variant(result.path, "int8-static", calibration=pieces, check=False)
+    assert report.path.name == "sep.int8-static.onnx"
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(report.path).graph.node}
+    assert tfonnx.read_onnx_metadata(report.path)["precision"] == "int8-static"
+    assert onnx_precision.compare(result.path, report.path, waveform=pieces[0]) < 1.0
+    with pytest.raises(onnx_precision.PrecisionError, match="calibration"):
+        onnx_precision.make_variant(result.path, "int8-static")
