@@ -1,5 +1,5 @@
 """The kill chain of test_reliability_kill.py through the real CLIs: ``tfmusic train iass`` and
-``tfmusic vae train``, each killed mid-step, during a checkpoint write, during a best-model
+``tfmusic vae train``, each killed during a best-model write, mid-step, during a checkpoint
 write and during the ``model.keras`` export, then resumed with ``--resume``; the end must be
 bit-identical to an uninterrupted ``--deterministic`` run.
 
@@ -43,38 +43,61 @@ def _latest(run):
     return int(Path(tf.train.latest_checkpoint(str(run / "checkpoints"))).name.split("-")[1])
 
 
+def _truncate(paths):
+    """What a torn write leaves: the first bytes of each file."""
+    for path in paths:
+        Path(path).write_bytes(Path(path).read_bytes()[:7])
+
+
 def kill_chain(first, resume, reference: Path, run: Path, steps: int):
-    """Kill ``first`` mid-step 3, then each ``resume`` at a checkpoint write, a best write and the
-    export; a last ``resume`` finishes. Returns the faults injected (each must have killed)."""
-    proc = _run(first(run) + ["--steps", str(steps)], "train-step:3")
+    """Kill ``first`` while it writes the best model of the first evaluation (step 2: always an
+    improvement, so the kill always fires; whether later evaluations improve depends on the data),
+    then each ``resume`` mid-step 3, during ckpt-4's write and during the export; a last ``resume``
+    finishes. Files the killed writes left are truncated, as a torn write would leave them, so a
+    resume that picked one up would fail. Returns the faults injected (each must have killed)."""
+    ckpts = run / "checkpoints"
+    proc = _run(first(run) + ["--steps", str(steps)], "best-write:1")
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert tf.train.latest_checkpoint(str(ckpts)) is None and not (run / "model.keras").exists()
+    assert tf.train.latest_checkpoint(str(ckpts / "best")) is None  # best-2 written, not committed
+    _truncate((ckpts / "best").glob("best-2.*"))
+
+    proc = _run(resume(run), "train-step:3")  # no checkpoint yet: starts again from step 0
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert _latest(run) == 2 and not (run / "model.keras").exists()
-    faults = ["train-step:3"]
-    for fault in ("checkpoint-write:1", "best-write:1", "model-export:1"):
-        before = _latest(run)
-        proc = _run(resume(run), fault)
-        if proc.returncode == 0 and fault == "best-write:1":
-            continue  # no evaluation improved after the restored step: nothing to kill there
-        assert proc.returncode == -9, (fault, proc.stderr[-3000:])
-        faults.append(fault)
-        if fault == "checkpoint-write:1":
-            assert _latest(run) == before  # the written-but-uncommitted checkpoint is not the latest
-        if fault == "model-export:1":
-            assert _latest(run) == steps and not (run / "model.keras").exists()
+
+    proc = _run(resume(run), "checkpoint-write:1")
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert (ckpts / "ckpt-4.index").is_file() and _latest(run) == 2  # written, not committed
+    _truncate(ckpts.glob("ckpt-4.*"))
+
+    proc = _run(resume(run), "model-export:1")
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert _latest(run) == steps and not (run / "model.keras").exists()
+    faults = ["best-write:1", "train-step:3", "checkpoint-write:1", "model-export:1"]
     proc = _run(resume(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_end(reference, run, steps)
+    return faults
+
+
+def assert_same_end(reference: Path, run: Path, steps: int) -> None:
+    """Last checkpoint, history and exported model.keras of ``run`` equal ``reference``'s, bit for bit."""
     a = _tensors(reference / "checkpoints" / f"ckpt-{steps}")
     b = _tensors(run / "checkpoints" / f"ckpt-{steps}")
     assert a.keys() == b.keys() and a
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    import keras
+    import tfmusic.models.iass  # noqa: F401  (registers the classes model.keras names)
+    import tfmusic.training.vae  # noqa: F401
+    from tfmusic.models.files import load_keras_file
 
-    for x, y in zip(keras.saving.load_model(reference / "model.keras").get_weights(),
-                    keras.saving.load_model(run / "model.keras").get_weights()):
+    weights = [load_keras_file(r / "model.keras").get_weights() for r in (reference, run)]
+    assert len(weights[0]) == len(weights[1]) > 0
+    for x, y in zip(*weights):
         np.testing.assert_array_equal(x, y)
+    assert not (run / ".model.partial.keras").exists()
     assert (reference / "history.json").read_text() == (run / "history.json").read_text()
-    return faults
 
 
 @pytest.fixture(scope="module")
