@@ -27,9 +27,11 @@ def machine_summary() -> str:
 
 
 def discover(only: list[str] | None) -> list[Path]:
+    """The benchmarks to run: all, sorted; with ``only``, those matching, in the order ``only`` names
+    them (so a time-boxed run puts what matters most first)."""
     paths = sorted(HERE.glob("bench_*.py"))
     if only:
-        paths = [p for p in paths if any(o in p.stem for o in only)]
+        paths = list(dict.fromkeys(p for o in only for p in paths if o in p.stem))
     return paths
 
 
@@ -57,10 +59,20 @@ def to_markdown(rows: list[dict], machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(out: Path, rows: list[dict]) -> str:
+    """``bench.json`` and ``bench.md`` with the rows so far (rewritten after every benchmark, so a
+    run stopped early, e.g. at the end of a quiet window, keeps what it measured)."""
+    machine = machine_summary()
+    (out / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    table = to_markdown(rows, machine)
+    (out / "bench.md").write_text(table)
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--only", nargs="*", help="run only benchmarks whose name contains one of these")
+    parser.add_argument("--only", nargs="*", help="run only benchmarks whose name contains one of these, in this order")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -78,11 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             print("   " + ", ".join(f"{c}={fmt(row.get(c))}" for c in COLUMNS if row.get(c) is not None))
         rows.extend(new_rows)
         print(f"   ({time.perf_counter() - start:.1f} s)", flush=True)
-    machine = machine_summary()
-    (args.out / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    table = to_markdown(rows, machine)
-    (args.out / "bench.md").write_text(table)
-    print(table)
+        table = write(args.out, rows)
+    print(table if rows else "no benchmark matched")
     return 1 if failed else 0
 
 
