@@ -65,11 +65,13 @@ experiment-pitch: $(STAMP)
 	nice -n 10 $(PY) bench/experiment_pitch.py --out bench/results/experiment_pitch --copy-to bench/experiments
 
 # Reliability (issue 14): kill/resume chains (toy trainer, train iass, vae train), client faults, audio
-# fuzzing, then the server soak (SOAK_SECONDS, default 300); writes bench/reliability/RESULTS.md.
+# fuzzing, the tiny demo (`tfmusic demo --tiny`, ~5 min), then the server soak (SOAK_SECONDS, default 300);
+# writes bench/reliability/RESULTS.md. About 35 min on 2 shared cores.
 SOAK_SECONDS ?= 300
 reliability: $(STAMP)
 	mkdir -p bench/results && rm -f bench/results/reliability-faults.jsonl
 	TFMUSIC_RELIABILITY=1 TFMUSIC_RELIABILITY_LOG=$(CURDIR)/bench/results/reliability-faults.jsonl $(PY) -m pytest -q -p no:cacheprovider \
-	    tests/test_reliability_kill.py tests/test_reliability_kill_cli.py tests/test_reliability_client.py tests/test_fuzz_audio.py
+	    tests/test_reliability_kill.py tests/test_reliability_kill_cli.py tests/test_reliability_client.py tests/test_fuzz_audio.py \
+	    tests/test_gaps_cli.py::test_tiny_demo_runs_every_stage
 	$(PY) bench/reliability/soak.py --seconds $(SOAK_SECONDS) --out bench/reliability/RESULTS.md \
 	    --faults bench/results/reliability-faults.jsonl

@@ -87,7 +87,10 @@ def test_demo_commands_all_parse_full_and_tiny(tmp_path):
         assert names == ["dmelodies", "multitrack", "separation", "evaluation", "ar-vae", "export-serve"]
 
 
+# ~17 CLI processes, each importing TensorFlow: 324 s wall / ~210 s CPU at load 2.5-6 on 2 cores,
+# far over what the unit suite can add, so `make reliability` runs it.
 @pytest.mark.skipif(os.environ.get("TFMUSIC_RELIABILITY") != "1", reason="long: make reliability runs it")
+@pytest.mark.timeout(1800)
 def test_tiny_demo_runs_every_stage(tmp_path):
     assert main(["demo", "--tiny", "--out", str(tmp_path / "demo")]) == 0
     assert (tmp_path / "demo" / "separated_grpc").is_dir() and (tmp_path / "demo" / "report").is_dir()
