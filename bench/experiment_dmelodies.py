@@ -63,7 +63,11 @@ def schedule(steps: int) -> dict:
 
 
 def run_one(arch: str, objective: str, seed: int, data_dir: Path, out: Path, steps: int, batch_size: int,
-            eval_batches: int, init: str, progress: bool) -> dict:
+            eval_batches: int, init: str, progress: bool, weights: str = "final") -> dict:
+    """Train (unless trained) and score one model. ``weights="final"`` scores the step-``steps`` checkpoint:
+    the run's exported model.keras is the lowest-validation-loss checkpoint, and the |KL - C| terms of the
+    Annealed and Factor objectives make that loss non-monotone, so it can be a very early one."""
+    from experiment_vae import export_checkpoint
     from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
 
     model = f"dmelodies-{arch}"
@@ -71,16 +75,24 @@ def run_one(arch: str, objective: str, seed: int, data_dir: Path, out: Path, ste
     cfg = VAEConfig(model=model, objective=objective, seed=seed, init=init, **schedule(steps))
     data = open_data(model, data_dir)
     t0 = time.perf_counter()
+    previous = run_dir / "evaluation.json"
     if (run_dir / "model.keras").is_file():
         print(f"{run_dir}: already trained, evaluating only", flush=True)
+        train_s = json.loads(previous.read_text()).get("train_seconds", 0.0) if previous.is_file() else 0.0
     else:
         train_run(cfg, data, run_dir, data_dir=str(data_dir), batch_size=batch_size, steps=steps,
                   eval_every=max(1, steps // 4), eval_steps=5, progress=progress)
-    train_s = time.perf_counter() - t0
+        train_s = time.perf_counter() - t0
+    scored = run_dir
+    if weights == "final":
+        scored = run_dir / f"final_step{steps}"
+        if not (scored / "model.keras").is_file():
+            export_checkpoint(run_dir, steps, scored)
     t0 = time.perf_counter()
-    metrics = evaluate_run(run_dir, str(data_dir), batch_size=batch_size, max_batches=eval_batches,
+    metrics = evaluate_run(scored, str(data_dir), batch_size=batch_size, max_batches=eval_batches,
                            progress=progress)
     metrics.update({"arch": arch, "objective": objective, "seed": seed, "steps": steps, "train_seconds": train_s,
+                    "weights": weights,
                     "eval_seconds": time.perf_counter() - t0, "load": _load(),
                     "budget_fraction": steps * batch_size / (PAPER_STEPS * 512), **schedule(steps)})
     (run_dir / "evaluation.json").write_text(json.dumps(metrics, indent=2))
@@ -94,7 +106,7 @@ def to_markdown(results: list[dict], meta: dict) -> str:
              f"{meta['steps']} steps x batch {meta['batch_size']} = {100 * meta['fraction']:.2f} % of the "
              f"paper's 100 epochs x 1,853 steps (one seed; paper: 3 seeds x 3 hyperparameter values). "
              f"Initialization: {meta['init']}. Schedules compressed to the budget (module docstring). Metrics "
-             f"C.9 on the test split, {meta['eval_points']:,} points. Wall times depend on the machine's load "
+             f"C.9 on the test split, {meta['eval_points']:,} points, {meta.get('weights', 'best')} weights. Wall times depend on the machine's load "
              "(recorded per row); metrics do not.", "",
              "| architecture | method | MIG | modularity | SAP | recon. accuracy | train s | load (1/5/15 min) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -117,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init", choices=("keras", "xavier"), default="xavier")
     parser.add_argument("--eval-batches", type=int, default=201, help="C.9: 201 batches")
+    parser.add_argument("--weights", choices=("final", "best"), default="final",
+                        help="score the final checkpoint (default) or the run's lowest-validation-loss model")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     progress = not args.quiet and sys.stderr.isatty()
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         for objective in objectives:
             print(f"== {arch.upper()} {objective}-VAE: {args.steps} steps (load {_load()})", flush=True)
             r = run_one(arch, objective, args.seed, args.data, args.out, args.steps, args.batch_size,
-                        args.eval_batches, args.init, progress)
+                        args.eval_batches, args.init, progress, args.weights)
             print("   " + ", ".join(f"{m}={r[m]:.3f}" for m in METRICS) + f" (train {r['train_seconds']:.0f} s)",
                   flush=True)
             results.append(r)
@@ -155,11 +170,11 @@ def _meta(args, results: list[dict], started: float) -> dict:
     return {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "date": time.strftime("%Y-%m-%d %H:%M"),
             "data": str(args.data), "train_items": data.num_examples("train"), "test_items": data.num_examples("test"),
             "steps": args.steps, "batch_size": args.batch_size, "fraction": args.steps * args.batch_size / (PAPER_STEPS * 512),
-            "init": args.init, "eval_points": results[0]["num_points"] if results else 0,
+            "init": args.init, "weights": args.weights, "eval_points": results[0]["num_points"] if results else 0,
             "wall_seconds": time.perf_counter() - started, "paper_steps": PAPER_STEPS, "paper_note": PAPER_NOTE}
 
 
-def earlier_results(out: Path, steps: int, seed: int, done: list[dict]) -> list[dict]:
+def earlier_results(out: Path, steps: int, seed: int, done: list[dict], weights: str | None = None) -> list[dict]:
     """Scored runs already in ``out`` at the same budget and seed that this invocation did not redo, so
     the architectures can be run one call at a time and still land in one table."""
     have = {(r["arch"], r["objective"]) for r in done}
@@ -170,14 +185,14 @@ def earlier_results(out: Path, steps: int, seed: int, done: list[dict]) -> list[
             if (arch, objective) in have or not path.is_file():
                 continue
             r = json.loads(path.read_text())
-            if r.get("steps") == steps and r.get("seed") == seed:
+            if r.get("steps") == steps and r.get("seed") == seed and weights in (None, r.get("weights", "best")):
                 found.append(r)
     return found
 
 
 def _write(args, results: list[dict], started: float) -> None:
     """Rewrite the table after every model, so a stopped run keeps what finished."""
-    results = sorted(results + earlier_results(args.out, args.steps, args.seed, results),
+    results = sorted(results + earlier_results(args.out, args.steps, args.seed, results, args.weights),
                      key=lambda r: (r["arch"], OBJECTIVES.index(r["objective"])))
     meta = _meta(args, results, started)
     slim = [{k: v for k, v in r.items() if k not in ("sap_scores",)} for r in results]

@@ -58,3 +58,12 @@ def test_dmelodies_table_merges_earlier_rows_at_the_same_budget(tmp_path):
     done = [{"arch": "cnn", "objective": "factor", "seed": 0, "steps": 100}]  # redone now: not duplicated
     found = experiment_dmelodies.earlier_results(tmp_path, 100, 0, done)
     assert [(r["arch"], r["objective"]) for r in found] == [("cnn", "beta")]
+    # rows scored before --weights existed were scored with the best-loss model: not merged into a final-weights table
+    assert experiment_dmelodies.earlier_results(tmp_path, 100, 0, done, "final") == []
+    assert len(experiment_dmelodies.earlier_results(tmp_path, 100, 0, done, "best")) == 1
+
+
+def test_dmelodies_rejects_unknown_weights(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        experiment_dmelodies.main(["--out", str(tmp_path), "--weights", "last"])
+    assert err.value.code == 2
