@@ -69,19 +69,41 @@ def write(out: Path, rows: list[dict]) -> str:
     return table
 
 
+def run_isolated(path: Path, out: Path) -> list[dict]:
+    """``path``'s rows from a fresh Python process: its memory is returned when it ends (the ONNX
+    exports of two benches peak at ~9 GB each, on top of what earlier benches left in one process)
+    and its TF thread settings are its own."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_file = Path(tmp) / "rows.json"
+        proc = subprocess.run([sys.executable, __file__, "--out", str(out), "--bench-file", str(path),
+                               "--rows-out", str(rows_file)])
+        if proc.returncode != 0 or not rows_file.is_file():
+            raise RuntimeError(f"{path.stem} exited with {proc.returncode}")
+        return json.loads(rows_file.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--only", nargs="*", help="run only benchmarks whose name contains one of these, in this order")
+    parser.add_argument("--isolate", action="store_true", help="run each benchmark in its own Python process")
+    parser.add_argument("--bench-file", type=Path, help=argparse.SUPPRESS)  # --isolate's child: this file only
+    parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)  # ... writing its rows here
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.bench_file:
+        args.rows_out.write_text(json.dumps(load(args.bench_file).run(args.out), default=str))
+        return 0
     rows: list[dict] = []
     failed = 0
     for path in discover(args.only):
         print(f"== {path.stem}", flush=True)
         start = time.perf_counter()
         try:
-            new_rows = load(path).run(args.out)
+            new_rows = run_isolated(path, args.out) if args.isolate else load(path).run(args.out)
         except Exception:  # one broken benchmark must not hide the others
             traceback.print_exc()
             failed += 1
