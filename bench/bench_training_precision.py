@@ -5,6 +5,8 @@ Rows (ratio = reference time / ours, > 1 means ours is faster):
   ``mixed_bfloat16`` vs ``float32``, and the loss after the same ``K`` steps on the same fixed batch
   from the same initial weights (``K`` = ``TFMUSIC_BENCH_LOSS_STEPS``, default 8).
 - Open-Unmix training step (batch 4 x 6 s stereo, default size): the same two rows.
+- IASS training step (fp32, same batch) with ``trainer.recompute`` (the U-Net blocks' activations
+  recomputed in the backward pass, the trainer default; memory in bench_memory.py) vs without.
 - XLA (``jit_compile``) and ``steps_per_execution=4`` vs the plain trainer step (small UMX, 1 s).
 
 Each step is the task's own ``train_step`` in a ``tf.function`` (what the trainer runs per replica).
@@ -97,8 +99,36 @@ def _precision_rows(name: str, model: str, channels: int, batch: int, repeats: i
                  f"bf16 {l16:.5g} vs fp32 {l32:.5g}; {load_note(loads)}"}]
 
 
-def _trainer_fit_seconds(trainer: dict, steps: int) -> float:
-    """Seconds of ``Trainer.fit`` for ``steps`` steps of a small UMX (includes the first-step trace)."""
+def _recompute_row(batch: int, repeats: int) -> list[dict]:
+    """IASS fp32 step with the blocks recomputed vs plain, interleaved; the losses must agree."""
+    import tensorflow as tf
+
+    from tfmusic.training.recompute import recompute_layers
+
+    tasks = {n: _task("iass", 1, 6.0, batch, "float32") for n in ("plain", "recompute")}
+    tasks["recompute"][0].model.set_weights(tasks["plain"][0].model.get_weights())
+    recompute_layers(tasks["recompute"][0].recompute_layers())
+    steps = {n: tf.function(t.train_step) for n, (t, _) in tasks.items()}
+    losses: dict[str, list[float]] = {n: [] for n in tasks}
+
+    def side(n):
+        return lambda: losses[n].append(float(steps[n](tasks[n][1])["loss"]))
+
+    best, loads = interleaved({n: side(n) for n in tasks}, repeats)
+    l0, l1 = losses["plain"][-1], losses["recompute"][-1]
+    same = abs(l1 - l0) <= 1e-5 * abs(l0)
+    return [{
+        "what": f"IASS training step, batch {batch} x 6 s, fp32: blocks recomputed (trainer default) vs not",
+        "ours": best["recompute"], "reference": best["plain"], "unit": "s/step", "ratio": best["plain"] / best["recompute"],
+        "target": "informative: the price of batch 16 in < 8 GB (expected ~0.75x: one more forward of the blocks)",
+        "met": False if not same else None,
+        "notes": f"loss after {len(losses['plain'])} steps: {l1:.7g} vs {l0:.7g} ({'same' if same else 'DIFFERENT'}); "
+                 f"{load_note(loads)}"}]
+
+
+def _trainer_step_seconds(trainer: dict, steps: int) -> float:
+    """Seconds per step of ``Trainer.fit`` on a small UMX, from the trainer's own throughput meter
+    (every call after the first, so tracing and XLA compilation are left out)."""
     from tfmusic.training.trainer import Trainer
 
     task, data = _task("umx", 2, 1.0, 4, "float32", dict(hidden_size=64, nb_layers=1),
@@ -110,20 +140,20 @@ def _trainer_fit_seconds(trainer: dict, steps: int) -> float:
     task.prepare = lambda: None
     task.config.trainer.steps = steps
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        Trainer(task, task.config.trainer, Path(tmp) / "run", progress=False).fit()
-        return time.perf_counter() - start
+        fitted = Trainer(task, task.config.trainer, Path(tmp) / "run", progress=False)
+        fitted.fit()
+        return 1.0 / fitted._final["steps_per_second"]
 
 
 def _option_rows(k: int) -> list[dict]:
-    """Per-step time from fit(2k) - fit(k), plain vs each option; sides interleaved."""
+    """Steady-state step time, plain vs each option; sides interleaved. (fit(2k) - fit(k)) / k was
+    tried first: each fit traces (and compiles) anew, and that varied by more than k steps cost
+    (the dry run's differences came out negative)."""
     options = {"plain": {}, "jit_compile": {"jit_compile": True}, "steps_per_execution=4": {"steps_per_execution": 4}}
     times: dict[str, list[float]] = {n: [] for n in options}
 
     def side(n):
-        def call():
-            times[n].append((_trainer_fit_seconds(options[n], 2 * k) - _trainer_fit_seconds(options[n], k)) / k)
-        return call
+        return lambda: times[n].append(_trainer_step_seconds(options[n], k))
 
     _, loads = interleaved({n: side(n) for n in options}, 1, warmup=False)
     plain = times["plain"][0]
@@ -133,7 +163,8 @@ def _option_rows(k: int) -> list[dict]:
         rows.append({"what": f"trainer step with {n} vs plain (small UMX, batch 4 x 1 s stereo, CPU)",
                      "ours": ours, "reference": plain, "unit": "s/step", "ratio": plain / ours,
                      "target": "informative on CPU (GPU: see docs/PERFORMANCE.md)", "met": None,
-                     "notes": f"(fit {2 * k} - fit {k}) / {k} steps; {load_note({'plain': loads['plain'], n: loads[n]})}"})
+                     "notes": f"the trainer's throughput meter over {k} steps (first call, with its trace, "
+                              f"excluded); {load_note({'plain': loads['plain'], n: loads[n]})}"})
     return rows
 
 
@@ -144,8 +175,9 @@ def run(out_dir: Path) -> list[dict]:
     loss_steps = int(os.environ.get("TFMUSIC_BENCH_LOSS_STEPS", 8))
     rows: list[dict] = []
     parts = [lambda: _precision_rows("IASS", "iass", 1, batch, repeats, loss_steps),
+             lambda: _recompute_row(batch, repeats),
              lambda: _precision_rows("Open-Unmix", "umx", 2, batch, repeats, loss_steps),
-             lambda: _option_rows(int(os.environ.get("TFMUSIC_BENCH_OPTION_STEPS", 10)))]
+             lambda: _option_rows(int(os.environ.get("TFMUSIC_BENCH_OPTION_STEPS", 20)))]
     for part in parts:
         new = part()
         for row in new:  # as soon as measured: a slow shared machine may stop the run before the end
