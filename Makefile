@@ -52,7 +52,7 @@ experiment-vae: $(STAMP)
 # the committed table trained in ~2 min (CNN, load ~5) + ~8 min (RNN, load 2.5-3.6) on 2 shared cores.
 .PHONY: experiment-dmelodies
 experiment-dmelodies: $(STAMP)
-	nice -n 10 $(PY) bench/experiment_dmelodies.py --out bench/results/experiment_dmelodies --data data/dmelodies --steps 300 --archs cnn,rnn --eval-batches 10
+	nice -n 10 $(PY) bench/experiment_dmelodies.py --out bench/results/experiment_dmelodies_300 --data data/dmelodies --steps 300 --archs cnn,rnn --eval-batches 10
 
 # AR-VAE vs beta-VAE on images (issue 13): dSprites 300 / MNIST 5k 100 steps per model, ~31 min at load 7-9 on 2 shared cores
 .PHONY: experiment-vae-images
