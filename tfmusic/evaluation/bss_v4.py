@@ -31,8 +31,9 @@ import numpy as np
 import scipy.fft
 import scipy.linalg
 
+from tfmusic.evaluation.signals import CHUNK, museval_silent
+
 FILTERS_LEN = 512
-CHUNK = 1 << 18  # samples per correlation chunk (~6 s at 44.1 kHz)
 WINDOW_BATCH = 16  # windows projected per batch
 #: A window where the target and the rest play but the estimate is all zeros has no projection on
 #: the target: SDR, ISR and SI-SDR tend to -inf there and museval gives NaN, which would drop the
@@ -50,11 +51,6 @@ def window_slices(n_samples: int, win: int, hop: int) -> list[slice]:
         return [slice(0, n_samples)]
     n = int(np.floor((n_samples - win + hop) / hop))
     return [slice(i * hop, min(i * hop + win, n_samples)) for i in range(n)]
-
-
-def _silent(x: np.ndarray) -> bool:
-    """museval's per-window silence test: the channel sum is zero at every sample."""
-    return not np.any(np.sum(x, axis=0))
 
 
 def _rows(parts: tuple[np.ndarray, ...], a: int, b: int) -> np.ndarray:
@@ -141,8 +137,8 @@ def bss_eval_v4(model: ReferenceModel, target: np.ndarray, rest: np.ndarray, est
     n = target.shape[-1]
     slices = window_slices(n, win, hop)
     out = {m: np.full(len(slices), np.nan) for m in ("SDR", "ISR", "SIR", "SAR")}
-    playing = [not (_silent(target[:, s]) or _silent(rest[:, s])) for s in slices]
-    scored = [i for i, s in enumerate(slices) if playing[i] and not _silent(estimate[:, s])]
+    playing = [not (museval_silent(target[:, s]) or museval_silent(rest[:, s])) for s in slices]
+    scored = [i for i, s in enumerate(slices) if playing[i] and not museval_silent(estimate[:, s])]
     for i, s in enumerate(slices):
         if playing[i] and i not in scored:
             out["SDR"][i] = out["ISR"][i] = SILENT_ESTIMATE_DB

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from tfmusic.audio.io import DEFAULT_SAMPLE_RATE as SAMPLE_RATE
-from tfmusic.evaluation.signals import chunks, is_signal, to_array
+from tfmusic.evaluation.signals import chunks, is_signal, museval_silent, to_array
 
 BSS_METRICS = ("SDR", "SIR", "SAR", "ISR")
 METRICS = BSS_METRICS + ("SI-SDR",)
@@ -127,11 +127,6 @@ def is_silent(x: np.ndarray, peak: float = SILENT_PEAK) -> bool:
     return not any(np.any(np.abs(c) >= peak) for c in chunks(x))
 
 
-def _museval_silent(x: np.ndarray) -> bool:
-    """museval's own per-window silence test: the channel sum is zero at every sample."""
-    return not any(np.any(np.sum(c, axis=0)) for c in chunks(x))
-
-
 def _clip_db(values: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(values, dtype=np.float64), -MAX_DB, MAX_DB)
 
@@ -206,14 +201,14 @@ def bss_eval_target(
     win_n = n if win is None or win <= 0 else int(round(win * sample_rate))
     hop_n = win_n if hop is None or hop <= 0 else int(round(hop * sample_rate))
     slices = frame_slices(n, win_n, hop_n)
-    if _museval_silent(reference) or _museval_silent(rest):
+    if museval_silent(reference) or museval_silent(rest):
         raise ValueError("reference or rest is silent over the whole signal; BSS Eval is undefined")
     if mode == "v4":
         model = model if model is not None else bss_v4.ReferenceModel.build(reference, rest, FILTERS_LEN)
         out = {k: _clip_db(v) for k, v in bss_v4.bss_eval_v4(model, reference, rest, estimate, win_n, hop_n).items()}
     else:
         out = {m: np.full(len(slices), np.nan) for m in BSS_METRICS}
-        if not _museval_silent(estimate):  # museval raises on a silent estimate
+        if not museval_silent(estimate):  # museval raises on a silent estimate
             metrics = museval_metrics()
             reference, rest, estimate = (to_array(x) for x in (reference, rest, estimate))
             refs = np.stack([reference.T, rest.T])
@@ -224,15 +219,15 @@ def bss_eval_target(
                 filters_len=FILTERS_LEN, framewise_filters=True, bsseval_sources_version=True)
             out["SDR"], out["SIR"], out["SAR"] = (_clip_db(v[0]) for v in (sdr, sir, sar))
         for i, sl in enumerate(slices):  # the same silent-estimate rule as v4
-            if (_museval_silent(estimate[:, sl]) and not _museval_silent(reference[:, sl])
-                    and not _museval_silent(rest[:, sl])):
+            if (museval_silent(estimate[:, sl]) and not museval_silent(reference[:, sl])
+                    and not museval_silent(rest[:, sl])):
                 out["SDR"][i] = bss_v4.SILENT_ESTIMATE_DB
         out["ISR"] = np.full(len(slices), np.nan)  # the sources variant has no image metric
     out["SI-SDR"] = np.full(len(slices), np.nan)
     for i, sl in enumerate(slices):
-        if _museval_silent(reference[:, sl]) or _museval_silent(rest[:, sl]):
+        if museval_silent(reference[:, sl]) or museval_silent(rest[:, sl]):
             continue
-        out["SI-SDR"][i] = (bss_v4.SILENT_ESTIMATE_DB if _museval_silent(estimate[:, sl])
+        out["SI-SDR"][i] = (bss_v4.SILENT_ESTIMATE_DB if museval_silent(estimate[:, sl])
                             else si_sdr(reference[:, sl], estimate[:, sl]))
     return {m: out[m] for m in METRICS}
 

@@ -21,8 +21,8 @@ import numpy as np
 
 CHUNK = 1 << 18  # samples per pass of the whole-signal checks (~6 s at 44.1 kHz)
 
-__all__ = ["CHUNK", "DiskSignal", "DiskSink", "Difference", "all_finite", "chunks", "is_signal", "spill_folder",
-           "to_array"]
+__all__ = ["CHUNK", "DiskSignal", "DiskSink", "Difference", "all_finite", "chunks", "is_signal", "museval_silent",
+           "spill_folder", "to_array"]
 
 
 def is_signal(x: Any) -> bool:
@@ -38,6 +38,11 @@ def _time_slice(key: Any, samples: int) -> tuple[Any, int, int]:
         raise IndexError(f"signals are read in contiguous time slices, got {time!r}")
     start, stop, _ = time.indices(samples)
     return channels, start, max(start, stop)
+
+
+def _frames(audio: np.ndarray) -> bytes:
+    """``(C, n)`` samples as interleaved float32 frames, the layout of a :class:`DiskSignal` file."""
+    return np.ascontiguousarray(np.asarray(audio).T, dtype=np.float32).tobytes()
 
 
 class DiskSignal:
@@ -58,7 +63,7 @@ class DiskSignal:
         """Spill an in-memory ``(C, S)`` array to ``path``."""
         with open(path, "wb") as fh:
             for piece in chunks(audio):
-                fh.write(np.ascontiguousarray(piece.T, dtype=np.float32).tobytes())
+                fh.write(_frames(piece))
         return cls(path, *audio.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -103,7 +108,7 @@ class DiskSink:
         if name not in self._files:
             self._files[name] = open(self.path(name), "wb")
             self._channels[name] = int(segment.shape[0])
-        self._files[name].write(np.ascontiguousarray(segment.T, dtype=np.float32).tobytes())
+        self._files[name].write(_frames(segment))
 
     def signals(self) -> dict[str, DiskSignal]:
         """Close the files and open each output for reading."""
@@ -138,6 +143,11 @@ def chunks(x: Any, size: int = CHUNK) -> Iterator[np.ndarray]:
 def all_finite(x: Any) -> bool:
     """No NaN/Inf sample (one sum per chunk proves it; NaN and Inf propagate)."""
     return all(np.isfinite(np.sum(c, dtype=np.float64)) or np.all(np.isfinite(c)) for c in chunks(x))
+
+
+def museval_silent(x: Any) -> bool:
+    """museval's silence test (whole signal or one window): the channel sum is zero at every sample."""
+    return not any(np.any(np.sum(c, axis=0)) for c in chunks(x))
 
 
 def to_array(x: Any) -> np.ndarray:
