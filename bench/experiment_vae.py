@@ -53,24 +53,26 @@ def ensure_data(data_dir: Path, max_files: int | None, progress: bool) -> dict:
 def run_method(method: str, seed: int, data_dir: Path, out: Path, steps: int, batch_size: int,
                eval_batches: int, progress: bool, init: str = "xavier", at_step: int | None = None) -> dict:
     """Train (unless trained) and score one model; ``at_step`` scores its checkpoint ``ckpt-<at_step>`` instead
-    (train time then comes from the run's TensorBoard wall clock: first to that step's log record)."""
+    (train time comes from the run's TensorBoard wall clock either way); a run stopped short of ``steps`` resumes."""
     from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
 
     run_dir = out / f"{method}_seed{seed}"
     data = open_data("measure", data_dir)
-    t0 = time.perf_counter()
     if at_step is not None:
         train_s = _tensorboard_seconds(run_dir, at_step)
         run_dir = export_checkpoint(run_dir, at_step, out / f"{method}_seed{seed}_step{at_step}")
         steps = at_step
     else:
-        if (run_dir / "model.keras").is_file():
+        done = _last_checkpoint(run_dir)
+        if (run_dir / "model.keras").is_file() and done >= steps:
             print(f"{run_dir}: already trained, evaluating only", flush=True)
         else:
+            if done:
+                print(f"{run_dir}: resuming from step {done} to {steps}", flush=True)
             cfg = VAEConfig(model="measure", objective=method, seed=seed, init=init)  # B.2 defaults (presets)
             train_run(cfg, data, run_dir, data_dir=str(data_dir), batch_size=batch_size, steps=steps,
-                      eval_every=max(1, steps // 5), eval_steps=10, progress=progress)
-        train_s = time.perf_counter() - t0
+                      eval_every=max(1, steps // 5), eval_steps=10, progress=progress, resume=bool(done))
+        train_s = _tensorboard_seconds(run_dir, steps)
     t0 = time.perf_counter()
     metrics = evaluate_run(run_dir, str(data_dir), batch_size=batch_size, max_batches=eval_batches)
     metrics.update({"method": method, "seed": seed, "train_seconds": train_s, "load": _load(),
@@ -80,16 +82,24 @@ def run_method(method: str, seed: int, data_dir: Path, out: Path, steps: int, ba
     return metrics
 
 
+def _last_checkpoint(run_dir: Path) -> int:
+    """The step of the run's newest ``ckpt-<step>`` (0 when it has none)."""
+    steps = [int(p.name.split("-")[1].split(".")[0]) for p in (run_dir / "checkpoints").glob("ckpt-*.index")]
+    return max(steps, default=0)
+
+
 def _tensorboard_seconds(run_dir: Path, step: int) -> float:
-    """Wall seconds from the first logged training step to ``step`` (read from the run's TensorBoard events)."""
+    """Training wall seconds up to ``step``, read from the run's TensorBoard events: the span from the first to
+    the last logged step of each events file (one per process), summed, so the pause between a stopped run and
+    its resumption is not counted."""
     import tensorflow as tf
 
-    times = []
+    total = 0.0
     for path in sorted((run_dir / "tensorboard" / "train").glob("events.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            if event.step <= step and event.summary.value:
-                times.append(event.wall_time)
-    return float(max(times) - min(times)) if times else float("nan")
+        times = [event.wall_time for event in tf.compat.v1.train.summary_iterator(str(path))
+                 if event.step <= step and event.summary.value]
+        total += max(times) - min(times) if times else 0.0
+    return float(total) if total else float("nan")
 
 
 def compare_init(data_dir: Path, out: Path, steps: int, batch_size: int, eval_every: int, seed: int,
