@@ -63,6 +63,22 @@ def test_stft_bases_are_rebuilt_not_stored(exported):
     assert result.max_rel_diff <= 1e-4  # parity with the SavedModel, checked by the export itself
 
 
+def test_converter_never_sees_the_bases(exported):
+    """The bases are cut out of the TF graph before tf2onnx runs (its folding of them took > 9 GB)."""
+    import tf2onnx
+
+    sm_dir, _, _ = exported
+    tfonnx._patch_tf2onnx_numpy2()
+    graph_def, _, outputs = tf2onnx.tf_loader.from_saved_model(str(sm_dir), None, None, tag="serve",
+                                                                signatures=["serving_default"])
+    pruned, cut = onnx_compact.cut_stft_bases(graph_def, outputs)
+    kinds = sorted({onnx_compact._find(value, {})[1][0] for value in cut.values()})
+    assert kinds == ["forward", "inverse"]
+    assert {n.name + ":0" for n in pruned.node if n.op == "Placeholder"} >= set(cut)
+    assert len(pruned.node) < len(graph_def.node) - 10  # the basis computation is gone
+    assert onnx_compact.cut_stft_bases(pruned, outputs)[1] == {}  # no foldable basis left
+
+
 def test_compaction_is_bit_exact_and_idempotent(exported, tmp_path):
     import onnx
     import onnxruntime as ort

@@ -7,9 +7,10 @@ away: TF and ONNX Runtime run the same fresh random inputs and the largest absol
 relative to the output's scale (max |reference|; absolute where the reference is all zeros, as when
 activity gating silences a stem), must be <= 1e-4, or the export fails.
 
-Size: tf2onnx folds the in-graph STFT bases into ~134 MB of constants; `tfmusic.export.onnx_compact`
-rebuilds them in the ONNX graph from 4096-entry tables (bit-exact, checked) so the file is about the
-size of the weights. Reduced-precision variants (int8, fp16) live in `tfmusic.export.onnx_precision`.
+Size and memory: tf2onnx would fold the in-graph STFT bases into ~134 MB of constants (and use >11 GB
+doing it); `tfmusic.export.onnx_compact` cuts them out of the TF graph before conversion and rebuilds
+them in the ONNX graph from 4096-entry tables (bit-exact, checked), so the file is about the size of the
+weights. Reduced-precision variants (int8, fp16) live in `tfmusic.export.onnx_precision`.
 
 Known converter pitfall (tf2onnx 1.17): a ``Conv2DTranspose`` with ``output_padding`` loses its bias
 on the padded positions (the bias is fused into ONNX ``ConvTranspose`` and the extra positions are
@@ -109,14 +110,19 @@ def export_signature(saved_model_dir: str | os.PathLike, out: str | os.PathLike,
         raise OnnxExportError(f"opset {opset} outside the range tf2onnx 1.17 is tested with (13-18; use 17 or 18)")
     meta = read_metadata(saved_model_dir)
     _patch_tf2onnx_numpy2()
+    from tfmusic.export.onnx_compact import compact_stft_constants, cut_stft_bases, restore_stft_bases
+
     try:
         graph_def, inputs, outputs, tables, renames = tf2onnx.tf_loader.from_saved_model(
             str(saved_model_dir), None, None, tag="serve", signatures=[signature],
             return_initialized_tables=True, return_tensors_to_rename=True)
+        graph_def, cut = cut_stft_bases(graph_def, outputs)  # the converter never folds the bases (memory)
         with tf.device("/cpu:0"):
             model_proto, _ = tf2onnx.convert._convert_common(
-                graph_def, name=f"{saved_model_dir}:{signature}", opset=opset, input_names=inputs,
+                graph_def, name=f"{saved_model_dir}:{signature}", opset=opset, input_names=inputs + list(cut),
                 output_names=outputs, tensors_to_rename=renames, initialized_tables=tables)
+        del graph_def
+        restore_stft_bases(model_proto, cut)
     except Exception as err:  # noqa: BLE001 - tf2onnx raises many types; name the model
         raise OnnxExportError(f"{saved_model_dir}: tf2onnx could not convert signature {signature!r}: {err}") from err
     try:
@@ -126,8 +132,6 @@ def export_signature(saved_model_dir: str | os.PathLike, out: str | os.PathLike,
                               if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)})
         raise OnnxExportError(f"{saved_model_dir}: signature {signature!r} has no ONNX equivalent for TF ops "
                               f"{unsupported or '?'} (opset {opset}): {str(err).splitlines()[0]}") from err
-    from tfmusic.export.onnx_compact import compact_stft_constants
-
     try:
         compact = compact_stft_constants(model_proto)
     except RuntimeError as err:  # the rebuilt bases did not reproduce the folded ones: keep them

@@ -13,6 +13,14 @@ a match is replaced by a small subgraph (``Range`` x ``Range`` -> ``Mod`` -> ``G
 same float32 cos/sin tables -> ``Mul`` by the same window) that ONNX Runtime constant-folds once at
 session start. Before anything is replaced, the subgraphs are run in ONNX Runtime and must reproduce
 the stored bytes exactly, so the rewritten model computes what the unrewritten one did.
+
+Memory: letting tf2onnx fold the bases first costs far more than the file: its folding keeps every
+intermediate of the basis computation (index grids, gathers, products: ~30 arrays of 4096 x 2049)
+and runs a TF session per node, so converting even a tiny separator peaked at 11-13 GB. So the
+export cuts them out *before* conversion (`cut_stft_bases`: each basis tensor the converter would
+fold becomes a placeholder, the computation behind it is pruned) and puts them back *after*
+(`restore_stft_bases`: the same in-graph subgraphs, verified bit for bit against the TF values).
+`compact_stft_constants` stays as the fallback for bases that did get folded into initializers.
 """
 
 from __future__ import annotations
@@ -179,48 +187,157 @@ def compact_stft_constants(model, min_elements: int | None = None) -> CompactRep
     from onnx import TensorProto, numpy_helper
 
     min_elements = MIN_ELEMENTS if min_elements is None else min_elements
-    graph = model.graph
-    report = CompactReport(bytes_before=sum(len(t.raw_data) or numpy_helper.to_array(t).nbytes
-                                            for t in graph.initializer))
     bases: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    builders: dict[int, _Builder] = {}
-    hits = []
-    for init in graph.initializer:
+    hits: dict[str, np.ndarray] = {}
+    for init in model.graph.initializer:
         if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
             continue
-        array = None
-        for n_fft in _candidate_n_fft(tuple(init.dims)):
-            array = numpy_helper.to_array(init) if array is None else array
-            found = _match(array, n_fft, bases)
-            if found:
-                builder = builders.setdefault(n_fft, _Builder(graph, n_fft, f"tfmusic_dft{n_fft}"))
-                kind, start, stop = found
-                source = builder.forward() if kind == "forward" else builder.inverse()
-                if kind == "inverse":
-                    builder.alias(source, init.name)
-                else:
-                    builder.rows(source, start, stop, init.name)
-                hits.append((init.name, array))
-                break
+        array = numpy_helper.to_array(init)
+        if _find(array, bases):
+            hits[init.name] = array
+    return _install(model, hits, bases)
+
+
+def _find(array: np.ndarray, bases: dict) -> tuple[int, tuple[str, int, int]] | None:
+    """``(n_fft, match)`` if ``array`` is exactly an STFT basis block of some n_fft, else None."""
+    for n_fft in _candidate_n_fft(tuple(array.shape)):
+        found = _match(array, n_fft, bases)
+        if found:
+            return n_fft, found
+    return None
+
+
+def _install(model, hits: dict[str, np.ndarray], bases: dict) -> CompactReport:
+    """Compute each of ``hits`` (name -> basis value, an initializer or a graph input of ``model``) with an
+    in-graph subgraph instead, after checking the subgraphs reproduce the values bit for bit."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    report = CompactReport(bytes_before=sum(numpy_helper.to_array(t).nbytes for t in graph.initializer))
     if not hits:
         report.bytes_after = report.bytes_before
         return report
+    builders: dict[int, _Builder] = {}
+    for name, array in hits.items():
+        n_fft, (kind, start, stop) = _find(array, bases)
+        builder = builders.setdefault(n_fft, _Builder(graph, n_fft, f"tfmusic_dft{n_fft}"))
+        if kind == "inverse":
+            builder.alias(builder.inverse(), name)
+        else:
+            builder.rows(builder.forward(), start, stop, name)
     new_nodes = [n for b in builders.values() for n in b.nodes]
     new_inits = [t for b in builders.values() for t in b.inits]
-    _verify(new_nodes, new_inits, hits, model.opset_import)
-    names = {name for name, _ in hits}
-    keep = [t for t in graph.initializer if t.name not in names]
+    _verify(new_nodes, new_inits, list(hits.items()), model.opset_import)
+    keep = [t for t in graph.initializer if t.name not in hits]
     del graph.initializer[:]
     graph.initializer.extend(keep + new_inits)
+    inputs = [i for i in graph.input if i.name not in hits]
+    del graph.input[:]
+    graph.input.extend(inputs)
     # the subgraph has only constant inputs, so putting it first keeps the node list topologically sorted
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(new_nodes + nodes)
-    report.replaced = sorted(names)
+    report.replaced = sorted(hits)
     report.bytes_after = sum(numpy_helper.to_array(t).nbytes for t in graph.initializer)
-    log.info("replaced %d folded STFT basis initializers: %.1f MB -> %.1f MB of initializers",
-             len(names), report.bytes_before / 1e6, report.bytes_after / 1e6)
+    log.info("rebuilt %d STFT bases in-graph: %.1f MB -> %.1f MB of initializers",
+             len(hits), report.bytes_before / 1e6, report.bytes_after / 1e6)
     return report
+
+
+def cut_stft_bases(graph_def, outputs: list[str], min_elements: int | None = None):
+    """Before conversion: each STFT-basis tensor of a frozen TF ``graph_def`` that a converter would constant-fold
+    (computed from constants only, big, consumed by a runtime op) becomes a placeholder of the same name, and the
+    computation behind it is pruned. Returns ``(graph_def, {tensor name: basis value})``; pass the names to the
+    converter as extra inputs and the dict to `restore_stft_bases` afterwards. Nothing to cut: the input back."""
+    import tensorflow as tf
+
+    min_elements = MIN_ELEMENTS if min_elements is None else min_elements
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    constant = _constant_ops(graph)
+    candidates = []
+    for op in graph.get_operations():
+        if not constant[op.name] or op.type == "Const" or len(op.outputs) != 1:
+            continue
+        out = op.outputs[0]
+        if (out.dtype == tf.float32 and out.shape.is_fully_defined() and out.shape.num_elements() >= min_elements
+                and _candidate_n_fft(tuple(out.shape.as_list()))
+                and any(not constant[c.name] for c in out.consumers())):
+            candidates.append(out.name)
+    if not candidates:
+        return graph_def, {}
+    with tf.compat.v1.Session(graph=graph) as session:
+        values = dict(zip(candidates, session.run(candidates)))
+    bases: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    cut = {name: value for name, value in values.items() if _find(value, bases)}
+    if not cut:
+        return graph_def, {}
+    edited = tf.compat.v1.GraphDef()
+    edited.CopyFrom(graph_def)
+    for node in edited.node:
+        name = f"{node.name}:0"
+        if name in cut:
+            shape = tf.TensorShape(cut[name].shape).as_proto()
+            node.Clear()
+            node.name, node.op = name[:-2], "Placeholder"
+            node.attr["dtype"].type = tf.float32.as_datatype_enum
+            node.attr["shape"].shape.CopyFrom(shape)
+    return _prune(edited, outputs), cut
+
+
+def _prune(graph_def, outputs: list[str]):
+    """``graph_def`` without the nodes that no output needs any more (the cut bases' computation)."""
+    by_name = {node.name: node for node in graph_def.node}
+    needed, stack = set(), [o.split(":")[0] for o in outputs]
+    while stack:
+        name = stack.pop()
+        if name not in needed:
+            needed.add(name)
+            stack.extend(i.lstrip("^").split(":")[0] for i in by_name[name].input)
+    pruned = type(graph_def)()
+    pruned.versions.CopyFrom(graph_def.versions)
+    pruned.library.CopyFrom(graph_def.library)
+    pruned.node.extend(node for node in graph_def.node if node.name in needed)
+    return pruned
+
+
+def restore_stft_bases(model, cut: dict[str, np.ndarray]) -> CompactReport:
+    """After conversion: the graph inputs `cut_stft_bases` made are computed in-graph again (bit-exact)."""
+    names = {i.name for i in model.graph.input}
+    missing = sorted(set(cut) - names)
+    if missing:
+        raise RuntimeError(f"converted graph lost the STFT basis inputs {missing}")
+    return _install(model, cut, {})
+
+
+def _constant_ops(graph) -> dict[str, bool]:
+    """Op name -> whether its outputs depend on constants only (no placeholder, variable or stateful op)."""
+    memo: dict[str, bool] = {}
+    for op in graph.get_operations():
+        stack = [op]
+        while stack:
+            top = stack[-1]
+            if top.name in memo:
+                stack.pop()
+                continue
+            deps = [t.op for t in top.inputs] + list(top.control_inputs)
+            todo = [d for d in deps if d.name not in memo]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            if top.type == "Const":
+                memo[top.name] = True
+            else:
+                stateful = top.op_def is not None and top.op_def.is_stateful
+                memo[top.name] = bool(top.inputs) and not stateful and top.type not in _NEVER_CONSTANT \
+                    and all(memo[d.name] for d in deps)
+    return memo
+
+
+_NEVER_CONSTANT = {"Placeholder", "PlaceholderWithDefault", "Enter", "Switch", "Merge", "NextIteration", "Exit"}
 
 
 def _verify(nodes: list, inits: list, hits: list[tuple[str, np.ndarray]], opset_import) -> None:
