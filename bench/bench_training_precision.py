@@ -5,6 +5,8 @@ Rows (ratio = reference time / ours, > 1 means ours is faster):
   ``mixed_bfloat16`` vs ``float32``, and the loss after the same ``K`` steps on the same fixed batch
   from the same initial weights (``K`` = ``TFMUSIC_BENCH_LOSS_STEPS``, default 8).
 - Open-Unmix training step (batch 4 x 6 s stereo, default size): the same two rows.
+- IASS and Open-Unmix training step (fp32) with the task's training STFT by FFT (the default) vs the
+  exportable DFT basis (what training used before).
 - IASS training step (fp32, same batch) with ``trainer.recompute`` (the U-Net blocks' activations
   recomputed in the backward pass, the trainer default; memory in bench_memory.py) vs without.
 - XLA (``jit_compile``) and ``steps_per_execution=4`` vs the plain trainer step (small UMX, 1 s).
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -71,22 +72,9 @@ def _task(model: str, channels: int, seconds: float, batch: int, policy: str, kw
 
 
 def _precision_rows(name: str, model: str, channels: int, batch: int, repeats: int, loss_steps: int) -> list[dict]:
-    import tensorflow as tf
-
     tasks = {p: _task(model, channels, 6.0, batch, p) for p in ("float32", "mixed_bfloat16")}
     tasks["mixed_bfloat16"][0].model.set_weights(tasks["float32"][0].model.get_weights())  # same start
-    steps = {p: tf.function(t.train_step) for p, (t, _) in tasks.items()}
-    losses = {p: [] for p in tasks}
-
-    def side(p):
-        def call():
-            losses[p].append(float(steps[p](tasks[p][1])["loss"]))
-        return call
-
-    best, loads = interleaved({p: side(p) for p in tasks}, repeats)
-    for _ in range(max(0, loss_steps - repeats - 1)):  # the same number of steps on each side
-        for p in tasks:
-            side(p)()
+    best, loads, losses = _interleaved_steps(tasks, repeats, total_steps=loss_steps)
     fp32, bf16 = best["float32"], best["mixed_bfloat16"]
     l32, l16 = losses["float32"][-1], losses["mixed_bfloat16"][-1]
     return [{
@@ -99,15 +87,11 @@ def _precision_rows(name: str, model: str, channels: int, batch: int, repeats: i
                  f"bf16 {l16:.5g} vs fp32 {l32:.5g}; {load_note(loads)}"}]
 
 
-def _recompute_row(batch: int, repeats: int) -> list[dict]:
-    """IASS fp32 step with the blocks recomputed vs plain, interleaved; the losses must agree."""
+def _interleaved_steps(tasks: dict, repeats: int, total_steps: int = 0) -> tuple[dict, dict, dict]:
+    """Each task's ``train_step`` (in a ``tf.function``) on its own fixed batch, sides interleaved, then
+    more steps until each side took ``total_steps``; returns (best seconds, loads, losses per call)."""
     import tensorflow as tf
 
-    from tfmusic.training.recompute import recompute_layers
-
-    tasks = {n: _task("iass", 1, 6.0, batch, "float32") for n in ("plain", "recompute")}
-    tasks["recompute"][0].model.set_weights(tasks["plain"][0].model.get_weights())
-    recompute_layers(tasks["recompute"][0].recompute_layers())
     steps = {n: tf.function(t.train_step) for n, (t, _) in tasks.items()}
     losses: dict[str, list[float]] = {n: [] for n in tasks}
 
@@ -115,6 +99,20 @@ def _recompute_row(batch: int, repeats: int) -> list[dict]:
         return lambda: losses[n].append(float(steps[n](tasks[n][1])["loss"]))
 
     best, loads = interleaved({n: side(n) for n in tasks}, repeats)
+    for n in tasks:
+        while len(losses[n]) < total_steps:
+            side(n)()
+    return best, loads, losses
+
+
+def _recompute_row(batch: int, repeats: int) -> list[dict]:
+    """IASS fp32 step with the blocks recomputed vs plain, interleaved; the losses must agree."""
+    from tfmusic.training.recompute import recompute_layers
+
+    tasks = {n: _task("iass", 1, 6.0, batch, "float32") for n in ("plain", "recompute")}
+    tasks["recompute"][0].model.set_weights(tasks["plain"][0].model.get_weights())
+    recompute_layers(tasks["recompute"][0].recompute_layers())
+    best, loads, losses = _interleaved_steps(tasks, repeats)
     l0, l1 = losses["plain"][-1], losses["recompute"][-1]
     same = abs(l1 - l0) <= 1e-5 * abs(l0)
     return [{
@@ -124,6 +122,30 @@ def _recompute_row(batch: int, repeats: int) -> list[dict]:
         "met": False if not same else None,
         "notes": f"loss after {len(losses['plain'])} steps: {l1:.7g} vs {l0:.7g} ({'same' if same else 'DIFFERENT'}); "
                  f"{load_note(loads)}"}]
+
+
+def _train_stft_rows(batch: int, repeats: int) -> list[dict]:
+    """fp32 step with the task's training STFT by FFT (the default) vs the exportable DFT basis."""
+    from tfmusic.audio.stft import ISTFT, STFT
+
+    rows = []
+    for name, model, channels in (("IASS", "iass", 1), ("Open-Unmix", "umx", 2)):
+        tasks = {n: _task(model, channels, 6.0, batch, "float32") for n in ("dft", "fft")}
+        old = tasks["dft"][0]
+        old.stft = STFT(old.stft.n_fft, old.stft.hop_length, center=False, dtype="float32")
+        old.istft = ISTFT(old.istft.n_fft, old.istft.hop_length, center=False, dtype="float32")
+        tasks["fft"][0].model.set_weights(old.model.get_weights())
+        best, loads, losses = _interleaved_steps(tasks, repeats)
+        l0, l1 = losses["dft"][-1], losses["fft"][-1]
+        close = abs(l1 - l0) <= 1e-3 * abs(l0)
+        rows.append({
+            "what": f"{name} training step, batch {batch} x 6 s, fp32: training STFT by FFT (default) vs DFT basis",
+            "ours": best["fft"], "reference": best["dft"], "unit": "s/step", "ratio": best["dft"] / best["fft"],
+            "target": "> 1x, loss within 0.1%",
+            "met": False if not close else (None if overloaded(loads) else best["dft"] / best["fft"] > 1.0),
+            "notes": f"the spectra of mixture and target per step (no gradient flows through them); loss after "
+                     f"{len(losses['fft'])} steps {l1:.7g} vs {l0:.7g}; {load_note(loads)}"})
+    return rows
 
 
 def _trainer_step_seconds(trainer: dict, steps: int) -> float:
@@ -175,6 +197,7 @@ def run(out_dir: Path) -> list[dict]:
     loss_steps = int(os.environ.get("TFMUSIC_BENCH_LOSS_STEPS", 8))
     rows: list[dict] = []
     parts = [lambda: _precision_rows("IASS", "iass", 1, batch, repeats, loss_steps),
+             lambda: _train_stft_rows(batch, repeats),
              lambda: _recompute_row(batch, repeats),
              lambda: _precision_rows("Open-Unmix", "umx", 2, batch, repeats, loss_steps),
              lambda: _option_rows(int(os.environ.get("TFMUSIC_BENCH_OPTION_STEPS", 20)))]

@@ -100,6 +100,11 @@ def export_signature(saved_model_dir: str | os.PathLike, out: str | os.PathLike,
     import tensorflow as tf
     import tf2onnx
 
+    from tfmusic.export.onnx_compact import (
+        compact_stft_constants,
+        cut_stft_bases,
+        restore_stft_bases,
+    )
     from tfmusic.export.saved_model import read_metadata, signature_summary
 
     saved_model_dir = Path(saved_model_dir)
@@ -110,8 +115,6 @@ def export_signature(saved_model_dir: str | os.PathLike, out: str | os.PathLike,
         raise OnnxExportError(f"opset {opset} outside the range tf2onnx 1.17 is tested with (13-18; use 17 or 18)")
     meta = read_metadata(saved_model_dir)
     _patch_tf2onnx_numpy2()
-    from tfmusic.export.onnx_compact import compact_stft_constants, cut_stft_bases, restore_stft_bases
-
     try:
         graph_def, inputs, outputs, tables, renames = tf2onnx.tf_loader.from_saved_model(
             str(saved_model_dir), None, None, tag="serve", signatures=[signature],
