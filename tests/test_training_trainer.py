@@ -88,6 +88,32 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     assert other.step == 6
 
 
+@pytest.mark.parametrize("keep", ["best", "final"])
+def test_keep_model_best_or_final(tmp_path, keep):
+    """``keep_model``: model.keras holds the best-evaluated weights (step 2 here) or the final ones (step 6)."""
+    run = tmp_path / keep
+    task = ToyTask(seed=1, learning_rate=0.5)  # evaluation loss 4.1, 17.2, 8.6: the best is not the last
+    result = Trainer(task, _config(steps=6, keep_model=keep), run, progress=False).fit()
+    assert result.best_step == 2
+    kept = keras.saving.load_model(run / "model.keras")
+    folder = run / "checkpoints" / ("best" if keep == "best" else "")
+    want = _ckpt_tensors(tf.train.latest_checkpoint(str(folder)))["model/v0000/.ATTRIBUTES/VARIABLE_VALUE"]
+    np.testing.assert_array_equal(np.asarray(kept.variables[0]), want)
+    final = _ckpt_tensors(tf.train.latest_checkpoint(str(run / "checkpoints")))["model/v0000/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert (keep == "final") == np.array_equal(np.asarray(kept.variables[0]), final)
+
+
+def test_keep_model_is_validated_and_final_for_vaes():
+    from tfmusic.training.config import ConfigError
+    from tfmusic.training.vae_config import resolve_config
+
+    with pytest.raises(ConfigError, match="keep_model"):
+        TrainerConfig(keep_model="last").validate()
+    assert resolve_config("dmelodies-cnn", "annealed", []).trainer.keep_model == "final"
+    layer = {"trainer": {"keep_model": "best"}}
+    assert resolve_config("dmelodies-cnn", "annealed", [("--set", layer)]).trainer.keep_model == "best"
+
+
 def test_plateau_and_early_stopping_in_the_loop(tmp_path):
     from tfmusic.training.config import from_dict
 

@@ -53,6 +53,9 @@ class EarlyStoppingConfig:
     min_delta: float = 0.0
 
 
+KEEP_MODEL = ("best", "final")
+
+
 @dataclasses.dataclass
 class TrainerConfig:
     """Everything the task-independent trainer needs (see ``tfmusic.training.trainer``)."""
@@ -65,6 +68,7 @@ class TrainerConfig:
     checkpoint_every: int | None = None  # null = every evaluation
     keep_checkpoints: int = 3
     monitor: str = "loss"  # evaluation metric to minimise for plateau / early stopping / best model
+    keep_model: str = "best"  # model.keras holds the "best" (lowest monitored metric) or the "final" weights
     summaries: bool = True  # audio / image summaries at each evaluation (task-defined)
     histograms: bool = False  # weight + activation histograms every eval_every steps (slow)
     grad_norm: bool = True  # TensorBoard grad_norm/<optimizer> (one extra all-reduce with replicas)
@@ -104,6 +108,8 @@ class TrainerConfig:
             raise ConfigError(
                 f"{source}: trainer.strategy must be one of {STRATEGY_NAMES}, got {self.strategy!r}"
             )
+        if self.keep_model not in KEEP_MODEL:
+            raise ConfigError(f"{source}: trainer.keep_model must be one of {KEEP_MODEL}, got {self.keep_model!r}")
         if not 0.0 < self.plateau.factor < 1.0:
             raise ConfigError(f"{source}: trainer.plateau.factor must be in (0, 1), got {self.plateau.factor}")
         for name, value in (("plateau.patience", self.plateau.patience),

@@ -365,14 +365,15 @@ class Trainer:
         return path
 
     def _finish(self, run: LoopState) -> TrainResult:
-        """``model.keras`` with the best weights (the task is left in its final state) and the result."""
+        """``model.keras`` with the best (or, ``keep_model: final``, the final) weights and the result; the task
+        is left in its final state."""
         cfg, keeper, early, history = self.config, self._keeper, run.early, run.history
         if run.stopped_early and self.chief:
             log.info("early stopping at step %d (best %s at step %s)", run.step, early.best, early.best_step)
         model_path = None
         if self.chief:
             model_path = str(self.run_dir / "model.keras")
-            if keeper.restore_best(early.best_step):
+            if cfg.keep_model == "best" and keeper.restore_best(early.best_step):
                 save_model_atomic(self.task.export_model(), model_path)
                 keeper.restore_latest()  # leave the task in its final state for the caller
             else:
