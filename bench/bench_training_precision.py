@@ -7,6 +7,8 @@ Rows (ratio = reference time / ours, > 1 means ours is faster):
 - Open-Unmix training step (batch 4 x 6 s stereo, default size): the same two rows.
 - IASS and Open-Unmix training step (fp32) with the task's training STFT by FFT (the default) vs the
   exportable DFT basis (what training used before).
+- IASS training step (fp32 and bf16) with BatchNorm by TF's fused kernel (``trainer.fused_batchnorm``,
+  the default, applied to every other row's tasks as the trainer does) vs Keras' own.
 - IASS training step (fp32, same batch) with ``trainer.recompute`` (the U-Net blocks' activations
   recomputed in the backward pass, the trainer default; memory in bench_memory.py) vs without.
 - XLA (``jit_compile``) and ``steps_per_execution=4`` vs the plain trainer step (small UMX, 1 s).
@@ -66,6 +68,10 @@ def _task(model: str, channels: int, seconds: float, batch: int, policy: str, kw
                               progress=False))
         task.build()
         task.model.set_input_statistics(np.zeros(2049), np.ones(2049))
+        if config.trainer.fused_batchnorm:  # as the trainer does (its default)
+            from tfmusic.training.fused_norm import fuse_batch_norms
+
+            fuse_batch_norms([task.model])
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return task, tuple(tf.constant(x) for x in data)
@@ -122,6 +128,26 @@ def _recompute_row(batch: int, repeats: int) -> list[dict]:
         "met": False if not same else None,
         "notes": f"loss after {len(losses['plain'])} steps: {l1:.7g} vs {l0:.7g} ({'same' if same else 'DIFFERENT'}); "
                  f"{load_note(loads)}"}]
+
+
+def _fused_norm_rows(batch: int, repeats: int) -> list[dict]:
+    """IASS step with BatchNorm by TF's fused kernel (trainer default) vs Keras' own, per precision."""
+    rows = []
+    for policy in ("float32", "mixed_bfloat16"):
+        tasks = {n: _task("iass", 1, 6.0, batch, policy, trainer={"fused_batchnorm": n == "fused"})
+                 for n in ("keras", "fused")}
+        tasks["fused"][0].model.set_weights(tasks["keras"][0].model.get_weights())
+        best, loads, losses = _interleaved_steps(tasks, repeats)
+        l0, l1 = losses["keras"][-1], losses["fused"][-1]
+        close = abs(l1 - l0) <= 1e-2 * abs(l0)
+        rows.append({
+            "what": f"IASS training step, batch {batch} x 6 s, {policy}: fused BatchNorm (trainer default) vs Keras'",
+            "ours": best["fused"], "reference": best["keras"], "unit": "s/step", "ratio": best["keras"] / best["fused"],
+            "target": "> 1x, loss within 1%",
+            "met": False if not close else (None if overloaded(loads) else best["keras"] / best["fused"] > 1.0),
+            "notes": f"trainer.fused_batchnorm; loss after {len(losses['fused'])} steps {l1:.6g} vs {l0:.6g} "
+                     f"(the same maths; round-off compounds through Adam); {load_note(loads)}"})
+    return rows
 
 
 def _train_stft_rows(batch: int, repeats: int) -> list[dict]:
@@ -198,6 +224,7 @@ def run(out_dir: Path) -> list[dict]:
     rows: list[dict] = []
     parts = [lambda: _precision_rows("IASS", "iass", 1, batch, repeats, loss_steps),
              lambda: _train_stft_rows(batch, repeats),
+             lambda: _fused_norm_rows(batch, repeats),
              lambda: _recompute_row(batch, repeats),
              lambda: _precision_rows("Open-Unmix", "umx", 2, batch, repeats, loss_steps),
              lambda: _option_rows(int(os.environ.get("TFMUSIC_BENCH_OPTION_STEPS", 20)))]

@@ -52,6 +52,7 @@ from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState, save_mo
 from tfmusic.training.config import TrainerConfig, save_json
 from tfmusic.training.loop_state import LoopMeters, LoopState
 from tfmusic.training.precision import resolve_policy
+from tfmusic.training.fused_norm import fuse_batch_norms
 from tfmusic.training.recompute import recompute_layers
 from tfmusic.training.rundir import check_run_dir
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
@@ -129,7 +130,7 @@ class Trainer:
         self._writers: SummaryWriters | None = None
         self._keeper: CheckpointKeeper | None = None
         self._final: dict[str, float] = {}
-        self._undo_recompute = lambda: None
+        self._undo_rewrites = lambda: None
         ok = False
         try:
             result = self._fit()
@@ -137,7 +138,7 @@ class Trainer:
             return result
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
-            self._undo_recompute()  # the caller gets the task's models with their plain calls
+            self._undo_rewrites()  # the caller gets the task's models with their plain calls
             if self._writers is not None:
                 if self.chief:
                     telemetry.write_session_end(self._writers.session, self._final,
@@ -166,13 +167,25 @@ class Trainer:
         self.task.bind(self.context)
         with self.strategy.scope():
             self.task.build()
-        self._set_recompute(self.config.recompute)
+        self._set_rewrites(True)
         log.info("task %s built (%d replica(s), %d worker(s))", self.task.name, self.num_replicas, self.num_workers)
 
-    def _set_recompute(self, on: bool) -> None:
-        """Recompute the task's ``recompute_layers()`` in the backward pass (``trainer.recompute``) or not."""
-        self._undo_recompute()
-        self._undo_recompute = recompute_layers(self.task.recompute_layers()) if on else (lambda: None)
+    def _set_rewrites(self, on: bool) -> None:
+        """The training-time rewrites of built layers the config asks for, or none: fused BatchNorm
+        (``trainer.fused_batchnorm``), then the task's ``recompute_layers()`` recomputed in the backward
+        pass (``trainer.recompute``)."""
+        self._undo_rewrites()
+        undo = []
+        if on and self.config.fused_batchnorm:
+            undo.append(fuse_batch_norms(self.task.checkpoint_items().values()))
+        if on and self.config.recompute:
+            undo.append(recompute_layers(self.task.recompute_layers()))
+
+        def undo_all() -> None:
+            for step in reversed(undo):
+                step()
+
+        self._undo_rewrites = undo_all
 
     def _restore_or_start(self) -> LoopState:
         """Restore the latest checkpoint (``resume``) or prepare a fresh run; never overwrite a run."""
@@ -465,14 +478,14 @@ class Trainer:
     def _write_histograms(self, step: int) -> None:
         model = self.task.export_model()
         batch = self._first_batch()
-        self._set_recompute(False)  # the histograms wrap each sublayer's plain call (eager forward only)
+        self._set_rewrites(False)  # the histograms wrap each sublayer's plain call (eager forward only)
         try:
             with self._writers.train.as_default(step=step):
                 telemetry.write_weight_histograms(model)
                 if batch is not None:
                     telemetry.write_activation_histograms(model, self.task.activation_inputs(batch))
         finally:
-            self._set_recompute(self.config.recompute)
+            self._set_rewrites(True)
         self._writers.train.flush()
 
     def _write_task_summaries(self, step: int) -> None:

@@ -1,0 +1,121 @@
+"""Fused BatchNorm (trainer.fused_batchnorm): Keras' maths, TF's fused kernel, undone after training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmusic.training.fused_norm import fuse_batch_norms
+
+
+def _pair(policy: str = "float32"):
+    """Two identical conv-BN-conv models (NHWC) and a batch; the second one fused."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        models = []
+        for _ in range(2):
+            keras.utils.set_random_seed(0)
+            models.append(keras.Sequential([keras.Input((12, 10, 3)), keras.layers.Conv2D(8, 3, padding="same"),
+                                            keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
+                                            keras.layers.Conv2D(2, 3, padding="same")]))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 12, 10, 3)).astype(np.float32))
+    return models, x
+
+
+def _step(model, x):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(tf.cast(model(x, training=True), tf.float32)))
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+
+def test_fused_training_step_matches_keras():
+    (plain, fused), x = _pair()
+    undo = fuse_batch_norms([fused])
+    bn_plain, bn_fused = plain.layers[1], fused.layers[1]
+    assert "call" in vars(bn_fused)
+    for _ in range(2):  # twice: the moving statistics compound
+        l0, g0 = _step(plain, x)
+        l1, g1 = _step(fused, x)
+        np.testing.assert_allclose(float(l1), float(l0), rtol=1e-5)
+        for a, b in zip(g0, g1):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(bn_fused.moving_mean.numpy(), bn_plain.moving_mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn_fused.moving_variance.numpy(), bn_plain.moving_variance.numpy(), rtol=1e-5)
+    # inference runs Keras' own call on the (equal to round-off) moving statistics
+    np.testing.assert_allclose(fused(x, training=False).numpy(), plain(x, training=False).numpy(), atol=1e-5)
+    undo()
+    assert "call" not in vars(bn_fused)
+
+
+def test_fused_under_mixed_bfloat16_keeps_float32_statistics():
+    (plain, fused), x = _pair("mixed_bfloat16")
+    fuse_batch_norms([fused])
+    l0, _ = _step(plain, x)
+    l1, grads = _step(fused, x)
+    assert fused(x, training=True).dtype == tf.bfloat16
+    assert fused.layers[1].moving_variance.dtype == "float32"
+    assert float(l1) == pytest.approx(float(l0), rel=2e-2) and all(np.all(np.isfinite(g.numpy())) for g in grads)
+
+
+def test_other_ranks_fall_back_to_keras():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((7, 5)), keras.layers.BatchNormalization()])
+    x = tf.constant(np.random.default_rng(1).normal(size=(3, 7, 5)).astype(np.float32))
+    want = keras.layers.BatchNormalization.call(model.layers[0], x, training=True)
+    fuse_batch_norms([model])
+    np.testing.assert_array_equal(model(x, training=True).numpy(), want.numpy())
+
+
+MIRRORED = '''
+import json, numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfmusic.training.fused_norm import fuse_batch_norms
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+x = np.random.default_rng(0).normal(2.0, 3.0, (8, 6, 5, 3)).astype(np.float32)
+out = {}
+for fused in (False, True):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6, 5, 3)), keras.layers.Conv2D(4, 3, padding="same"),
+                                  keras.layers.BatchNormalization(), keras.layers.Conv2D(1, 1)])
+        optimizer = keras.optimizers.SGD(0.1)
+        optimizer.build(model.trainable_variables)
+    if fused:
+        fuse_batch_norms([model])
+
+    @tf.function
+    def step(batch):
+        def replica(b):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(model(b, training=True))) / 8.0
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+            return loss
+        return strategy.reduce("SUM", strategy.run(replica, (batch,)), axis=None)
+
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
+    losses = [float(step(b)) for b in dataset for _ in range(2)]
+    bn = model.layers[1]
+    out[str(fused)] = {"losses": losses, "mean": bn.moving_mean.numpy().tolist(),
+                       "var": bn.moving_variance.numpy().tolist()}
+print(json.dumps(out))
+'''
+
+
+def test_fused_under_mirrored_strategy_matches_keras():
+    """Two replicas (logical CPUs): per-replica statistics and the moving averages as Keras' own."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("losses", "mean", "var"):
+        np.testing.assert_allclose(out["True"][key], out["False"][key], rtol=1e-4, atol=1e-6)
