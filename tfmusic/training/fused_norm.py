@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterable
 import keras
 import tensorflow as tf
 
+from tfmusic.training.layer_calls import patch_calls
+
 __all__ = ["fuse_batch_norms"]
 
 
@@ -49,17 +51,7 @@ def _fused_call(layer: keras.layers.BatchNormalization, original: Callable) -> C
 def fuse_batch_norms(models: Iterable[Any]) -> Callable[[], None]:
     """Fuse the training-mode BatchNormalization of every sublayer of ``models`` (built Keras layers or
     models); returns a function that undoes it."""
-    patched = []
-    for model in models:
-        if not isinstance(model, keras.layers.Layer):
-            continue
-        for layer in model._flatten_layers(include_self=True):
-            if isinstance(layer, keras.layers.BatchNormalization) and _fusable(layer) and "call" not in vars(layer):
-                layer.call = _fused_call(layer, layer.call)
-                patched.append(layer)
-
-    def undo() -> None:
-        for layer in patched:
-            vars(layer).pop("call", None)
-
-    return undo
+    layers = [layer for model in models if isinstance(model, keras.layers.Layer)
+              for layer in model._flatten_layers(include_self=True)
+              if isinstance(layer, keras.layers.BatchNormalization) and _fusable(layer) and "call" not in vars(layer)]
+    return patch_calls(layers, _fused_call)

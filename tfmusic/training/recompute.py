@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterable
 
 import tensorflow as tf
 
+from tfmusic.training.layer_calls import patch_calls
+
 __all__ = ["recompute_layers"]
 
 
@@ -69,15 +71,4 @@ def recompute_layers(layers: Iterable[Any]) -> Callable[[], None]:
     The layers must be built. Each call's tensor arguments (positional or keyword) are what the
     backward pass differentiates; other arguments (``training=``) are passed through unchanged.
     """
-    patched = []
-    for layer in layers:
-        if "call" in vars(layer):
-            raise ValueError(f"layer {layer.name!r} is already recomputed (its call is patched)")
-        layer.call = _recomputed_call(layer, layer.call)
-        patched.append(layer)
-
-    def undo() -> None:
-        for layer in patched:
-            vars(layer).pop("call", None)
-
-    return undo
+    return patch_calls(layers, _recomputed_call)
