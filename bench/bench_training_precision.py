@@ -134,24 +134,30 @@ def _recompute_row(batch: int, repeats: int) -> list[dict]:
 
 def _faster_row(what: str, tasks: dict, reference: str, ours: str, repeats: int, tolerance: float, notes: str) -> dict:
     """``ours`` vs ``reference`` (two built tasks, same start weights), interleaved; met when ours is faster
-    and the losses after the same steps agree within ``tolerance`` (relative)."""
+    and the first step's losses (equal weights) agree within ``tolerance`` (relative); later losses drift by
+    round-off compounded through Adam and are reported."""
     tasks[ours][0].model.set_weights(tasks[reference][0].model.get_weights())
     best, loads, losses = _interleaved_steps(tasks, repeats)
+    f0, f1 = losses[reference][0], losses[ours][0]
     l0, l1 = losses[reference][-1], losses[ours][-1]
     ratio = best[reference] / best[ours]
-    close = abs(l1 - l0) <= tolerance * abs(l0)
+    close = abs(f1 - f0) <= tolerance * abs(f0)
     return {"what": what, "ours": best[ours], "reference": best[reference], "unit": "s/step", "ratio": ratio,
-            "target": f"> 1x, loss within {tolerance:.1%}",
+            "target": f"> 1x, first-step loss within {tolerance:.0e}",
             "met": False if not close else (None if overloaded(loads) else ratio > 1.0),
-            "notes": f"{notes}; loss after {len(losses[ours])} steps {l1:.7g} vs {l0:.7g}; {load_note(loads)}"}
+            "notes": f"{notes}; first-step loss {f1:.7g} vs {f0:.7g}, after {len(losses[ours])} steps {l1:.7g} vs "
+                     f"{l0:.7g}; {load_note(loads)}"}
 
 
 def _fused_norm_rows(batch: int, repeats: int) -> list[dict]:
     """IASS step with BatchNorm by TF's fused kernel (trainer default) vs Keras' own, per precision."""
     return [_faster_row(f"IASS training step, batch {batch} x 6 s, {policy}: fused BatchNorm (trainer default) vs "
                         "Keras'", {n: _task("iass", 1, 6.0, batch, policy, trainer={"fused_batchnorm": n == "fused"})
-                                   for n in ("keras", "fused")}, "keras", "fused", repeats, 1e-2,
-                        "trainer.fused_batchnorm (the same maths; round-off compounds through Adam)")
+                                   for n in ("keras", "fused")}, "keras", "fused", repeats,
+                        # fp32: the fused kernel's float32 statistics over 1.5 M values per channel round differently
+                        # (max |error| vs float64 1.3e-3 vs Keras' 4.6e-4 at the first block); bf16: ~3 digits
+                        1e-3 if policy == "float32" else 5e-3,
+                        "trainer.fused_batchnorm (the same formula, float32 reductions in another order)")
             for policy in ("float32", "mixed_bfloat16")]
 
 
@@ -166,7 +172,7 @@ def _train_stft_rows(batch: int, repeats: int) -> list[dict]:
         old.stft = STFT(old.stft.n_fft, old.stft.hop_length, center=False, dtype="float32")
         old.istft = ISTFT(old.istft.n_fft, old.istft.hop_length, center=False, dtype="float32")
         rows.append(_faster_row(f"{name} training step, batch {batch} x 6 s, fp32: training STFT by FFT (default) "
-                                "vs DFT basis", tasks, "dft", "fft", repeats, 1e-3,
+                                "vs DFT basis", tasks, "dft", "fft", repeats, 1e-4,
                                 "the spectra of mixture and target per step (no gradient flows through them)"))
     return rows
 
