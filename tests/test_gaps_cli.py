@@ -87,6 +87,19 @@ def test_demo_commands_all_parse_full_and_tiny(tmp_path):
         assert names == ["dmelodies", "multitrack", "separation", "evaluation", "ar-vae", "export-serve"]
 
 
+def test_demo_serves_with_the_repo_config_only_from_a_checkout(tmp_path, monkeypatch):
+    """From a source checkout the demo serves with serving/models.config; elsewhere (an installed
+    package, any working folder) it serves the exported repository alone instead of failing."""
+    from pathlib import Path
+
+    from tfmusic.cli.demo import serving_config
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert serving_config() == ["--config", "serving/models.config"]
+    monkeypatch.chdir(tmp_path)
+    assert serving_config() == []
+
+
 # ~17 CLI processes, each importing TensorFlow: 324 s wall / ~210 s CPU at load 2.5-6 on 2 cores,
 # far over what the unit suite can add, so `make reliability` runs it.
 @pytest.mark.skipif(os.environ.get("TFMUSIC_RELIABILITY") != "1", reason="long: make reliability runs it")

@@ -28,6 +28,14 @@ def first_test_song(stems_dir: str) -> str:
     return str(tracks[0].mixture)
 
 
+def serving_config() -> list[str]:
+    """``--config serving/models.config`` when run from a source checkout (what `make demo` does: the repo's
+    TF Serving config, version policies and labels included); elsewhere (an installed package) the server
+    serves the exported repository on its own, newest version of each model."""
+    config = Path("serving/models.config")
+    return ["--config", str(config)] if config.is_file() else []
+
+
 Command = list[str] | Callable[[], list[str]]
 
 
@@ -83,7 +91,7 @@ def stages(out: Path, tiny: bool = False) -> list[tuple[str, list[Command]]]:
             ["export", "saved-model", "--model", f"{o}/runs/vae-ar", "--repo", f"{o}/models", "--name", "vae",
              "--version", "1", "--overwrite"],
             ["export", "onnx", "--saved-model", f"{o}/models/separator", "--out", f"{o}/onnx/separator.onnx"],
-            lambda: ["serve", "--models", f"{o}/models", "--config", "serving/models.config", "--port", "0",
+            lambda: ["serve", "--models", f"{o}/models", *serving_config(), "--port", "0",
                      "--run", "separate", first_test_song(f"{o}/stems"), "--server", "{address}",
                      "--out", f"{o}/separated_grpc", "--overwrite", "--quiet"],
             lambda: ["separate", first_test_song(f"{o}/stems"), "--backend", "onnx",
