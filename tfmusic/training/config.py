@@ -79,7 +79,7 @@ class TrainerConfig:
     jit_compile: bool = False  # XLA-compile each replica's step (forward, backward, optimizer update)
     steps_per_execution: int = 1  # optimizer steps per tf.function call (fewer host round trips)
     recompute: bool = True  # recompute the task's recompute_layers() in the backward pass (memory; same gradients)
-    fused_batchnorm: bool = True  # training-mode BatchNorm by TF's fused kernel (speed; Keras' maths)
+    fused_batchnorm: bool = True  # training-mode BatchNorm by TF's fused kernel (speed; Keras' formula)
     strategy: str = "default"
     devices: list[str] | int | None = None
     seed: int = 42

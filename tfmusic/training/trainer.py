@@ -50,9 +50,9 @@ from tqdm.auto import tqdm
 from tfmusic.training import faults
 from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState, save_model_atomic
 from tfmusic.training.config import TrainerConfig, save_json
+from tfmusic.training.fused_norm import fuse_batch_norms
 from tfmusic.training.loop_state import LoopMeters, LoopState
 from tfmusic.training.precision import resolve_policy
-from tfmusic.training.fused_norm import fuse_batch_norms
 from tfmusic.training.recompute import recompute_layers
 from tfmusic.training.rundir import check_run_dir
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
