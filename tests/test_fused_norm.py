@@ -62,6 +62,14 @@ def test_fused_under_mixed_bfloat16_keeps_float32_statistics():
     assert float(l1) == pytest.approx(float(l0), rel=2e-2) and all(np.all(np.isfinite(g.numpy())) for g in grads)
 
 
+def test_synchronized_and_renorm_layers_are_left_alone():
+    model = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.BatchNormalization(synchronized=True),
+                              keras.layers.BatchNormalization(renorm=True), keras.layers.BatchNormalization()])
+    undo = fuse_batch_norms([model])
+    assert ["call" in vars(layer) for layer in model.layers] == [False, False, True]
+    undo()
+
+
 def test_other_ranks_fall_back_to_keras():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((7, 5)), keras.layers.BatchNormalization()])

@@ -33,7 +33,9 @@ __all__ = ["fuse_batch_norms"]
 
 
 def _fusable(layer: keras.layers.BatchNormalization) -> bool:
-    return not layer.renorm and layer.scale and layer.center and layer.axis in (-1, 3)
+    """Plain per-replica BatchNorm over the last axis (synchronized BN averages across replicas: left alone)."""
+    return (not layer.renorm and not getattr(layer, "synchronized", False) and layer.scale and layer.center
+            and layer.axis in (-1, 3))
 
 
 def _fused_call(layer: keras.layers.BatchNormalization, original: Callable) -> Callable:
