@@ -61,6 +61,11 @@ experiment-dmelodies: $(STAMP)
 experiment-dmelodies-cnn: $(STAMP)
 	nice -n 10 $(PY) bench/experiment_dmelodies.py --out bench/results/experiment_dmelodies_10000 --data data/dmelodies --steps 10000 --archs cnn --eval-batches 10
 
+# dMelodies RNN rows at 5,000 steps per model (2.7 % of the paper's budget): 8-16 min per model on 2 cores
+.PHONY: experiment-dmelodies-rnn
+experiment-dmelodies-rnn: $(STAMP)
+	nice -n 10 $(PY) bench/experiment_dmelodies.py --out bench/results/experiment_dmelodies_5000 --data data/dmelodies --steps 5000 --archs rnn --eval-batches 10
+
 # AR-VAE vs beta-VAE on images (issue 13): dSprites 300 / MNIST 5k 100 steps per model, ~31 min at load 7-9 on 2 shared cores
 .PHONY: experiment-vae-images
 experiment-vae-images: $(STAMP)
