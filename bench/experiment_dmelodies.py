@@ -64,27 +64,30 @@ def schedule(steps: int) -> dict:
 
 def run_one(arch: str, objective: str, seed: int, data_dir: Path, out: Path, steps: int, batch_size: int,
             eval_batches: int, init: str, progress: bool, weights: str = "final") -> dict:
-    """Train (unless trained) and score one model. ``weights="final"`` scores the step-``steps`` checkpoint:
-    the run's exported model.keras is the lowest-validation-loss checkpoint, and the |KL - C| terms of the
-    Annealed and Factor objectives make that loss non-monotone, so it can be a very early one."""
-    from experiment_vae import export_checkpoint
+    """Train (unless trained) and score one model with its ``weights``: "final" (the step-``steps`` weights) or
+    "best" (the lowest validation loss; the |KL - C| terms of the Annealed and Factor objectives make that loss
+    non-monotone, so it can be a very early checkpoint). New runs keep those weights in model.keras
+    (``trainer.keep_model``); runs from before that option kept "best" and are scored "final" from their
+    last checkpoint."""
+    from experiment_vae import _tensorboard_seconds, export_checkpoint
     from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
 
     model = f"dmelodies-{arch}"
     run_dir = out / f"{arch}_{objective}_seed{seed}"
     cfg = VAEConfig(model=model, objective=objective, seed=seed, init=init, **schedule(steps))
     data = open_data(model, data_dir)
-    t0 = time.perf_counter()
-    previous = run_dir / "evaluation.json"
     if (run_dir / "model.keras").is_file():
         print(f"{run_dir}: already trained, evaluating only", flush=True)
-        train_s = json.loads(previous.read_text()).get("train_seconds", 0.0) if previous.is_file() else 0.0
     else:
         train_run(cfg, data, run_dir, data_dir=str(data_dir), batch_size=batch_size, steps=steps,
-                  eval_every=max(1, steps // 4), eval_steps=5, progress=progress)
-        train_s = time.perf_counter() - t0
+                  eval_every=max(1, steps // 4), eval_steps=5, progress=progress, keep_model=weights)
+    train_s = _tensorboard_seconds(run_dir, steps)
+    kept = json.loads((run_dir / "config.json").read_text()).get("trainer", {}).get("keep_model", "best")
+    if weights == "best" and kept == "final":
+        raise SystemExit(f"{run_dir}: model.keras holds the final weights (trainer.keep_model final); "
+                         "score it with --weights final or train into a new --out")
     scored = run_dir
-    if weights == "final":
+    if weights == "final" and kept != "final":  # runs from before trainer.keep_model existed
         scored = run_dir / f"final_step{steps}"
         if not (scored / "model.keras").is_file():
             export_checkpoint(run_dir, steps, scored)

@@ -72,7 +72,7 @@ def test_converter_never_sees_the_bases(exported):
     graph_def, _, outputs = tf2onnx.tf_loader.from_saved_model(str(sm_dir), None, None, tag="serve",
                                                                 signatures=["serving_default"])
     pruned, cut = onnx_compact.cut_stft_bases(graph_def, outputs)
-    kinds = sorted({onnx_compact._find(value, {})[1][0] for value in cut.values()})
+    kinds = sorted({basis.kind for basis in cut.values()})
     assert kinds == ["forward", "inverse"]
     assert {n.name + ":0" for n in pruned.node if n.op == "Placeholder"} >= set(cut)
     assert len(pruned.node) < len(graph_def.node) - 10  # the basis computation is gone

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -177,6 +178,16 @@ def _candidate_n_fft(shape: tuple[int, ...]) -> list[int]:
     return out
 
 
+class _Basis(NamedTuple):
+    """A tensor found to be exactly an STFT basis block: ``forward[start:stop]`` or the whole inverse."""
+
+    value: np.ndarray
+    n_fft: int
+    kind: str  # "forward" | "inverse"
+    start: int
+    stop: int
+
+
 def compact_stft_constants(model, min_elements: int | None = None) -> CompactReport:
     """Replace folded STFT-basis initializers of ``model`` (an ``onnx.ModelProto``, edited in place).
 
@@ -188,28 +199,28 @@ def compact_stft_constants(model, min_elements: int | None = None) -> CompactRep
 
     min_elements = MIN_ELEMENTS if min_elements is None else min_elements
     bases: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    hits: dict[str, np.ndarray] = {}
+    hits: dict[str, _Basis] = {}
     for init in model.graph.initializer:
         if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
             continue
-        array = numpy_helper.to_array(init)
-        if _find(array, bases):
-            hits[init.name] = array
-    return _install(model, hits, bases)
+        found = _find(numpy_helper.to_array(init), bases)
+        if found:
+            hits[init.name] = found
+    return _install(model, hits)
 
 
-def _find(array: np.ndarray, bases: dict) -> tuple[int, tuple[str, int, int]] | None:
-    """``(n_fft, match)`` if ``array`` is exactly an STFT basis block of some n_fft, else None."""
+def _find(array: np.ndarray, bases: dict) -> _Basis | None:
+    """``array`` as the STFT basis block it exactly is (for some n_fft), else None."""
     for n_fft in _candidate_n_fft(tuple(array.shape)):
         found = _match(array, n_fft, bases)
         if found:
-            return n_fft, found
+            return _Basis(array, n_fft, *found)
     return None
 
 
-def _install(model, hits: dict[str, np.ndarray], bases: dict) -> CompactReport:
-    """Compute each of ``hits`` (name -> basis value, an initializer or a graph input of ``model``) with an
-    in-graph subgraph instead, after checking the subgraphs reproduce the values bit for bit."""
+def _install(model, hits: dict[str, _Basis]) -> CompactReport:
+    """Compute each of ``hits`` (an initializer or a graph input of ``model``, by name) with an in-graph
+    subgraph instead, after checking the subgraphs reproduce the values bit for bit."""
     from onnx import numpy_helper
 
     graph = model.graph
@@ -218,16 +229,15 @@ def _install(model, hits: dict[str, np.ndarray], bases: dict) -> CompactReport:
         report.bytes_after = report.bytes_before
         return report
     builders: dict[int, _Builder] = {}
-    for name, array in hits.items():
-        n_fft, (kind, start, stop) = _find(array, bases)
-        builder = builders.setdefault(n_fft, _Builder(graph, n_fft, f"tfmusic_dft{n_fft}"))
-        if kind == "inverse":
+    for name, basis in hits.items():
+        builder = builders.setdefault(basis.n_fft, _Builder(graph, basis.n_fft, f"tfmusic_dft{basis.n_fft}"))
+        if basis.kind == "inverse":
             builder.alias(builder.inverse(), name)
         else:
-            builder.rows(builder.forward(), start, stop, name)
+            builder.rows(builder.forward(), basis.start, basis.stop, name)
     new_nodes = [n for b in builders.values() for n in b.nodes]
     new_inits = [t for b in builders.values() for t in b.inits]
-    _verify(new_nodes, new_inits, list(hits.items()), model.opset_import)
+    _verify(new_nodes, new_inits, [(name, basis.value) for name, basis in hits.items()], model.opset_import)
     keep = [t for t in graph.initializer if t.name not in hits]
     del graph.initializer[:]
     graph.initializer.extend(keep + new_inits)
@@ -248,7 +258,7 @@ def _install(model, hits: dict[str, np.ndarray], bases: dict) -> CompactReport:
 def cut_stft_bases(graph_def, outputs: list[str], min_elements: int | None = None):
     """Before conversion: each STFT-basis tensor of a frozen TF ``graph_def`` that a converter would constant-fold
     (computed from constants only, big, consumed by a runtime op) becomes a placeholder of the same name, and the
-    computation behind it is pruned. Returns ``(graph_def, {tensor name: basis value})``; pass the names to the
+    computation behind it is pruned. Returns ``(graph_def, {tensor name: basis})``; pass the names to the
     converter as extra inputs and the dict to `restore_stft_bases` afterwards. Nothing to cut: the input back."""
     import tensorflow as tf
 
@@ -271,7 +281,7 @@ def cut_stft_bases(graph_def, outputs: list[str], min_elements: int | None = Non
     with tf.compat.v1.Session(graph=graph) as session:
         values = dict(zip(candidates, session.run(candidates)))
     bases: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    cut = {name: value for name, value in values.items() if _find(value, bases)}
+    cut = {name: found for name, found in ((n, _find(v, bases)) for n, v in values.items()) if found}
     if not cut:
         return graph_def, {}
     edited = tf.compat.v1.GraphDef()
@@ -279,7 +289,7 @@ def cut_stft_bases(graph_def, outputs: list[str], min_elements: int | None = Non
     for node in edited.node:
         name = f"{node.name}:0"
         if name in cut:
-            shape = tf.TensorShape(cut[name].shape).as_proto()
+            shape = tf.TensorShape(cut[name].value.shape).as_proto()
             node.Clear()
             node.name, node.op = name[:-2], "Placeholder"
             node.attr["dtype"].type = tf.float32.as_datatype_enum
@@ -303,13 +313,13 @@ def _prune(graph_def, outputs: list[str]):
     return pruned
 
 
-def restore_stft_bases(model, cut: dict[str, np.ndarray]) -> CompactReport:
+def restore_stft_bases(model, cut: dict[str, _Basis]) -> CompactReport:
     """After conversion: the graph inputs `cut_stft_bases` made are computed in-graph again (bit-exact)."""
     names = {i.name for i in model.graph.input}
     missing = sorted(set(cut) - names)
     if missing:
         raise RuntimeError(f"converted graph lost the STFT basis inputs {missing}")
-    return _install(model, cut, {})
+    return _install(model, cut)
 
 
 def _constant_ops(graph) -> dict[str, bool]:

@@ -129,7 +129,7 @@ class SeparationTask(Task):
         settings = self.audio_settings()
         # The training spectra are inputs and targets, never exported and never differentiated: the FFT method
         # gives the same spectra as the exportable DFT basis (float32 round-off) at ~1/20 of its cost, which
-        # was ~15-35 % of an IASS/Open-Unmix step (bench_training_precision.py, "train STFT" row).
+        # was ~17 % of an IASS and ~47 % of an Open-Unmix step (bench_training_precision.py, "training STFT" rows).
         stft = {"n_fft": settings.n_fft, "hop_length": settings.hop_length, "center": False, "method": "fft",
                 "dtype": "float32"}
         self.stft = STFT(**stft, name="train_stft")
