@@ -261,6 +261,8 @@ def _bench_training(repeats: int, batch: int) -> list[dict]:
 
     from tfmusic.models.iass import IASS
     from tfmusic.models.openunmix import OpenUnmix
+    from tfmusic.training.config import TrainerConfig
+    from tfmusic.training.rewrites import apply_rewrites
 
     rng = np.random.default_rng(3)
     frames = 255  # 6 s, center=False
@@ -270,6 +272,7 @@ def _bench_training(repeats: int, batch: int) -> list[dict]:
         target = rng.random((batch, channels, frames, N_BINS), dtype=np.float32)
         labels = (rng.random((batch, frames)) > 0.5).astype(np.float32)
         model = IASS() if name == "IASS" else OpenUnmix()
+        apply_rewrites(TrainerConfig(), [model])  # the trainer's default fused BatchNorm and LSTM
         optimizer = keras.optimizers.Adam(1e-3)
 
         @tf.function(jit_compile=False)
@@ -309,7 +312,8 @@ def _bench_training(repeats: int, batch: int) -> list[dict]:
         who = "OUR PyTorch port of IASS from the spec" if name == "IASS" else "openunmix 1.3 (the authors' PyTorch)"
         rows.append(_row(f"{name} training step, batch {batch} x 6 s ({'mono' if channels == 1 else 'stereo'})",
                          ours, reference, "s/step", 2.0 if name == "IASS" else 1.0,
-                         f"forward + backward + Adam (no weight decay either side) on precomputed magnitudes; "
+                         f"forward + backward + Adam (no weight decay either side) on precomputed magnitudes, with the "
+                         f"trainer's fused BatchNorm and LSTM; "
                          f"tf.function vs {who}, eager; {load}"))
         if name == "Open-Unmix":
             rows.append(_row(f"Open-Unmix training steps per second, batch {batch} x 6 s stereo: "

@@ -8,7 +8,7 @@ Rows (ratio = reference time / ours, > 1 means ours is faster):
 - IASS and Open-Unmix training step (fp32) with the task's training STFT by FFT (the default) vs the
   exportable DFT basis (what training used before).
 - IASS training step (fp32 and bf16) with BatchNorm by TF's fused kernel (``trainer.fused_batchnorm``,
-  the default, applied to every other row's tasks as the trainer does) vs Keras' own.
+  the default, applied to every other row's tasks as the trainer does, like ``trainer.fused_lstm``) vs Keras' own.
 - IASS training step (fp32, same batch) with ``trainer.recompute`` (the U-Net blocks' activations
   recomputed in the backward pass, the trainer default; memory in bench_memory.py) vs without.
 - XLA (``jit_compile``) and ``steps_per_execution=4`` vs the plain trainer step (small UMX, 1 s).
@@ -68,10 +68,10 @@ def _task(model: str, channels: int, seconds: float, batch: int, policy: str, kw
                               progress=False))
         task.build()
         task.model.set_input_statistics(np.zeros(2049), np.ones(2049))
-        if config.trainer.fused_batchnorm:  # as the trainer does (its default)
-            from tfmusic.training.fused_norm import fuse_batch_norms
+        from tfmusic.training.rewrites import apply_rewrites
 
-            fuse_batch_norms([task.model])
+        # the trainer's fused BatchNorm and LSTM, as configured (recompute: its own row below)
+        apply_rewrites(config.trainer, [task.model])
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return task, tuple(tf.constant(x) for x in data)

@@ -224,6 +224,10 @@ class TorchLSTM(keras.layers.LSTM):
         if keras.backend.backend() == "tensorflow":
             self.supports_jit = False  # the cuDNN path cannot be XLA-compiled, as for keras.layers.LSTM
 
+    def uses_cudnn(self) -> bool:
+        """Whether Keras would run this layer through cuDNN (asked for, or ``"auto"`` with a GPU)."""
+        return self.use_cudnn is True or (self.use_cudnn == "auto" and bool(keras.distribution.list_devices("gpu")))
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         """Project every time step at once, then loop over the recurrent ``h @ recurrent_kernel`` only.
 
@@ -237,10 +241,7 @@ class TorchLSTM(keras.layers.LSTM):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         cell = self.cell
-        wants_cudnn = self.use_cudnn is True or (
-            self.use_cudnn == "auto" and bool(keras.distribution.list_devices("gpu"))
-        )
-        if mask is not None or wants_cudnn or (training and cell.recurrent_dropout):
+        if mask is not None or self.uses_cudnn() or (training and cell.recurrent_dropout):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         if training and 0.0 < cell.dropout < 1.0:  # one mask for all steps, as Keras' cell does
             sequences = sequences * ops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), axis=1)

@@ -80,6 +80,7 @@ class TrainerConfig:
     steps_per_execution: int = 1  # optimizer steps per tf.function call (fewer host round trips)
     recompute: bool = True  # recompute the task's recompute_layers() in the backward pass (memory; same gradients)
     fused_batchnorm: bool = True  # training-mode BatchNorm by TF's fused kernel (speed; Keras' formula)
+    fused_lstm: bool = True  # training-mode TorchLSTM recurrence in one XLA loop, analytic backward (speed; same maths)
     strategy: str = "default"
     devices: list[str] | int | None = None
     seed: int = 42

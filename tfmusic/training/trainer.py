@@ -50,10 +50,9 @@ from tqdm.auto import tqdm
 from tfmusic.training import faults
 from tfmusic.training.checkpoints import CheckpointKeeper, TrainerState, save_model_atomic
 from tfmusic.training.config import TrainerConfig, save_json
-from tfmusic.training.fused_norm import fuse_batch_norms
 from tfmusic.training.loop_state import LoopMeters, LoopState
 from tfmusic.training.precision import resolve_policy
-from tfmusic.training.recompute import recompute_layers
+from tfmusic.training.rewrites import apply_rewrites
 from tfmusic.training.rundir import check_run_dir
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
 from tfmusic.training import telemetry
@@ -171,21 +170,11 @@ class Trainer:
         log.info("task %s built (%d replica(s), %d worker(s))", self.task.name, self.num_replicas, self.num_workers)
 
     def _set_rewrites(self, on: bool) -> None:
-        """The training-time rewrites of built layers the config asks for, or none: fused BatchNorm
-        (``trainer.fused_batchnorm``), then the task's ``recompute_layers()`` recomputed in the backward
-        pass (``trainer.recompute``)."""
+        """The training-time rewrites of built layers the config asks for (``tfmusic.training.rewrites``:
+        fused BatchNorm and LSTM, the task's ``recompute_layers()`` recomputed), or none."""
         self._undo_rewrites()
-        undo = []
-        if on and self.config.fused_batchnorm:
-            undo.append(fuse_batch_norms(self.task.checkpoint_items().values()))
-        if on and self.config.recompute:
-            undo.append(recompute_layers(self.task.recompute_layers()))
-
-        def undo_all() -> None:
-            for step in reversed(undo):
-                step()
-
-        self._undo_rewrites = undo_all
+        self._undo_rewrites = (apply_rewrites(self.config, self.task.checkpoint_items().values(),
+                                              self.task.recompute_layers()) if on else lambda: None)
 
     def _restore_or_start(self) -> LoopState:
         """Restore the latest checkpoint (``resume``) or prepare a fresh run; never overwrite a run."""
