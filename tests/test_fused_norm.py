@@ -70,13 +70,22 @@ def test_synchronized_and_renorm_layers_are_left_alone():
     undo()
 
 
-def test_other_ranks_fall_back_to_keras():
+def test_sequences_fuse_and_other_ranks_or_axes_fall_back_to_keras():
+    rng = np.random.default_rng(1)
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((7, 5)), keras.layers.BatchNormalization()])
-    x = tf.constant(np.random.default_rng(1).normal(size=(3, 7, 5)).astype(np.float32))
-    want = keras.layers.BatchNormalization.call(model.layers[0], x, training=True)
-    fuse_batch_norms([model])
-    np.testing.assert_array_equal(model(x, training=True).numpy(), want.numpy())
+    plain = keras.Sequential([keras.Input((7, 5)), keras.layers.BatchNormalization()])
+    fused = keras.Sequential([keras.Input((7, 5)), keras.layers.BatchNormalization()])
+    x = tf.constant(rng.normal(2.0, 3.0, (3, 7, 5)).astype(np.float32))
+    fuse_batch_norms([fused])
+    np.testing.assert_allclose(fused(x, training=True).numpy(), plain(x, training=True).numpy(), atol=1e-5)
+    np.testing.assert_allclose(fused.layers[0].moving_variance.numpy(), plain.layers[0].moving_variance.numpy(),
+                               rtol=1e-5)
+    for shape, axis in (((2, 3, 4, 5, 6), -1), ((3, 7, 5), 1)):  # rank 5, and a non-last axis: Keras' own call
+        model = keras.Sequential([keras.Input(shape[1:]), keras.layers.BatchNormalization(axis=axis)])
+        x = tf.constant(rng.normal(size=shape).astype(np.float32))
+        want = keras.layers.BatchNormalization.call(model.layers[0], x, training=True)
+        fuse_batch_norms([model])
+        np.testing.assert_array_equal(model(x, training=True).numpy(), want.numpy())
 
 
 MIRRORED = '''

@@ -32,40 +32,46 @@ from tfmusic.training.layer_calls import patch_calls
 __all__ = ["fuse_lstms", "lstm_sequence"]
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True)  # traced per shape: XLA needs static loop lengths
 def _forward(projected: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """projected ``(T, D, B, 4H)`` (inputs @ kernel + bias), recurrent ``(D, H, 4H)`` ->
     hidden states, cell states ``(T, D, B, H)`` and activated gates i, f, g, o ``(T, D, B, 4H)``."""
     steps = tf.shape(projected)[0]
-    h = tf.zeros(tf.concat([tf.shape(projected)[1:3], tf.shape(recurrent)[1:2]], 0), projected.dtype)
-    states = [tf.TensorArray(projected.dtype, steps) for _ in range(3)]
+    c = tf.zeros(tf.concat([tf.shape(projected)[1:3], tf.shape(recurrent)[1:2]], 0), projected.dtype)
 
-    def body(t, h, c, hs, cs, gates):
+    def body(t, h, c, cs, gates):
         i, f, g, o = tf.split(projected[t] + tf.matmul(h, recurrent), 4, axis=-1)
         i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
         c = f * c + i * g
-        h = o * tf.tanh(c)
-        return t + 1, h, c, hs.write(t, h), cs.write(t, c), gates.write(t, tf.concat([i, f, g, o], -1))
+        return t + 1, o * tf.tanh(c), c, cs.write(t, c), gates.write(t, tf.concat([i, f, g, o], -1))
 
-    _, _, _, hs, cs, gates = tf.while_loop(lambda t, *_: t < steps, body, (0, h, tf.zeros_like(h), *states))
-    return hs.stack(), cs.stack(), gates.stack()
+    arrays = [tf.TensorArray(projected.dtype, steps) for _ in range(2)]
+    _, _, _, cs, gates = tf.while_loop(lambda t, *_: t < steps, body, (0, c, c, *arrays))
+    cs, gates = cs.stack(), gates.stack()
+    return gates[..., -c.shape[-1]:] * tf.tanh(cs), cs, gates  # h = o * tanh(c), for all steps at once
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True)  # traced per shape: XLA needs static loop lengths
 def _backward(d_hs: tf.Tensor, hs: tf.Tensor, cs: tf.Tensor, gates: tf.Tensor,
               recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Gradients of the projected inputs and of the recurrent kernel, given those of every hidden state."""
+    """Gradients of the projected inputs and of the recurrent kernel, given those of every hidden state.
+
+    The step's derivative, with everything that does not depend on the carried ``dh``/``dc`` computed
+    for all steps before the loop: ``dc += dh * o * (1 - tanh(c)^2)``; the pre-activation gate
+    gradients are ``[dc, dc, dc, dh] * [g i (1-i), c_prev f (1-f), i (1-g^2), tanh(c) o (1-o)]``;
+    ``dh = dz @ recurrent^T`` and ``dc *= f`` carry to the step before."""
     steps = tf.shape(d_hs)[0]
     recurrent_t = tf.transpose(recurrent, [0, 2, 1])
     c_prev = tf.concat([tf.zeros_like(cs[:1]), cs[:-1]], 0)
     tanh_c = tf.tanh(cs)
     i, f, g, o = tf.split(gates, 4, axis=-1)
+    to_dc = o * (1 - tanh_c * tanh_c)
+    factors = tf.concat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], -1)
 
     def body(t, dh, dc, d_gates):
         dh = d_hs[t] + dh
-        dc = dc + dh * o[t] * (1 - tanh_c[t] * tanh_c[t])
-        dz = tf.concat([dc * g[t] * i[t] * (1 - i[t]), dc * c_prev[t] * f[t] * (1 - f[t]),
-                        dc * i[t] * (1 - g[t] * g[t]), dh * tanh_c[t] * o[t] * (1 - o[t])], -1)
+        dc = dc + dh * to_dc[t]
+        dz = tf.concat([dc, dc, dc, dh], -1) * factors[t]
         return t - 1, tf.matmul(dz, recurrent_t), dc * f[t], d_gates.write(t, dz)
 
     zero = tf.zeros_like(d_hs[0])
@@ -78,7 +84,8 @@ def _backward(d_hs: tf.Tensor, hs: tf.Tensor, cs: tf.Tensor, gates: tf.Tensor,
 
 @tf.custom_gradient
 def _recurrence(projected: tf.Tensor, recurrent: tf.Tensor):
-    hs, cs, gates = _forward(projected, recurrent)
+    # stop_gradient: an eager tape must not record the compiled loop (it would differentiate it itself)
+    hs, cs, gates = _forward(tf.stop_gradient(projected), tf.stop_gradient(recurrent))
     return hs, lambda d_hs: _backward(d_hs, hs, cs, gates, recurrent)
 
 

@@ -11,8 +11,9 @@ run anywhere; like activation recomputation this is a training-time choice the t
 built layers (``trainer.fused_batchnorm``) and undoes after training. The maths is Keras': batch
 mean and *biased* variance normalize the batch (TF's fused op returns the Bessel-corrected variance,
 which is corrected back before it updates the moving variance), ``moving = moving * momentum +
-batch * (1 - momentum)``, float32 statistics whatever the compute dtype. Only 4-D channels-last inputs
-without a mask are fused; everything else (inference, other ranks, renorm) runs Keras' own call.
+batch * (1 - momentum)``, float32 statistics whatever the compute dtype. Channels-last inputs of rank 2
+to 4 without a mask are fused (rank 2 and 3, e.g. Open-Unmix's ``(B, T, C)``, as NHWC with unit spatial
+axes); everything else (inference, other ranks or axes, renorm) runs Keras' own call.
 
 Round-off: both compute the statistics in float32 but reduce in a different order; on IASS's first block
 (1.5 M values per channel) the normalized output's max |error| against a float64 reference is 1.3e-3
@@ -34,15 +35,18 @@ __all__ = ["fuse_batch_norms"]
 
 def _fusable(layer: keras.layers.BatchNormalization) -> bool:
     """Plain per-replica BatchNorm over the last axis (synchronized BN averages across replicas: left alone)."""
-    return (not layer.renorm and not getattr(layer, "synchronized", False) and layer.scale and layer.center
-            and layer.axis in (-1, 3))
+    return not layer.renorm and not getattr(layer, "synchronized", False) and layer.scale and layer.center
 
 
 def _fused_call(layer: keras.layers.BatchNormalization, original: Callable) -> Callable:
     def call(inputs: Any, training: Any = None, mask: Any = None) -> Any:
-        if not (training and layer.trainable) or mask is not None or len(inputs.shape) != 4:
+        rank = len(inputs.shape)
+        if (not (training and layer.trainable) or mask is not None or rank not in (2, 3, 4)
+                or layer.axis % rank != rank - 1):
             return original(inputs, training=training, mask=mask)
         x = inputs if inputs.dtype in (tf.float32, tf.bfloat16, tf.float16) else tf.cast(inputs, tf.float32)
+        if rank < 4:  # (N, C) or (N, T, C) as NHWC: (N, 1, 1, C) or (N, T, 1, C)
+            x = tf.reshape(x, tf.concat([tf.shape(x)[:-1], tf.ones([4 - rank], tf.int32), tf.shape(x)[-1:]], 0))
         y, mean, corrected = tf.compat.v1.nn.fused_batch_norm(
             x, tf.cast(layer.gamma, tf.float32), tf.cast(layer.beta, tf.float32), epsilon=layer.epsilon,
             is_training=True, data_format="NHWC")
@@ -50,7 +54,7 @@ def _fused_call(layer: keras.layers.BatchNormalization, original: Callable) -> C
         variance = corrected * tf.maximum(count - 1.0, 0.0) / tf.maximum(count, 1.0)
         layer.moving_mean.assign(layer.moving_mean * layer.momentum + mean * (1.0 - layer.momentum))
         layer.moving_variance.assign(layer.moving_variance * layer.momentum + variance * (1.0 - layer.momentum))
-        return tf.cast(y, layer.compute_dtype)
+        return tf.cast(tf.reshape(y, tf.shape(inputs)) if rank < 4 else y, layer.compute_dtype)
 
     return call
 

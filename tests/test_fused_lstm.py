@@ -1,0 +1,143 @@
+"""Fused LSTM (trainer.fused_lstm): Keras' TorchLSTM maths, one XLA loop, analytic backward, undone after."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmusic.models.layers import TorchLSTM
+from tfmusic.training.fused_lstm import fuse_lstms
+
+FRAMES, FEATURES, UNITS = 9, 6, 5
+
+
+def _pair(bidirectional: bool = True, policy: str = "float32", **lstm):
+    """Two identical (Bi)LSTM models and a batch; fuse the second one yourself."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        models = []
+        for _ in range(2):
+            keras.utils.set_random_seed(0)
+            layer = TorchLSTM(UNITS, return_sequences=True, **lstm)
+            if bidirectional:
+                layer = keras.layers.Bidirectional(layer)
+            models.append(keras.Sequential([keras.Input((FRAMES, FEATURES)), layer, keras.layers.Dense(2)]))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    x = tf.constant(np.random.default_rng(0).normal(size=(3, FRAMES, FEATURES)).astype(np.float32))
+    return models, x
+
+
+def _step(model, x):
+    with tf.GradientTape() as tape:
+        y = tf.cast(model(x, training=True), tf.float32)
+        loss = tf.reduce_sum(tf.square(y)) + tf.reduce_sum(y[:, :3])  # uneven weight over time
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_fused_forward_and_gradients_match_keras(bidirectional):
+    (plain, fused), x = _pair(bidirectional)
+    undo = fuse_lstms([fused])
+    assert "call" in vars(fused.layers[0])
+    l0, g0 = _step(plain, x)
+    l1, g1 = tf.function(_step)(fused, x)  # as the trainer runs it: in a graph
+    np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
+    assert len(g1) == len(g0) and all(g is not None for g in g1)
+    for a, b in zip(g0, g1):  # both bias vectors, both kernels, per direction, and the Dense after
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(fused(x, training=False).numpy(), plain(x, training=False).numpy())
+    undo()
+    assert "call" not in vars(fused.layers[0])
+
+
+def test_bidirectional_patches_the_wrapper_not_its_directions():
+    (_, fused), _ = _pair()
+    fuse_lstms([fused])
+    wrapper = fused.layers[0]
+    assert "call" in vars(wrapper)
+    assert "call" not in vars(wrapper.forward_layer) and "call" not in vars(wrapper.backward_layer)
+
+
+@pytest.mark.parametrize("lstm", [{"dropout": 0.2}, {"recurrent_dropout": 0.2}, {"use_cudnn": True}])
+def test_what_the_recurrence_does_not_cover_is_left_to_keras(lstm):
+    (_, model), _ = _pair(**lstm)
+    fuse_lstms([model])
+    assert "call" not in vars(model.layers[0])
+    keras.utils.set_random_seed(0)
+    summed = keras.layers.Bidirectional(TorchLSTM(UNITS, return_sequences=True), merge_mode="sum")
+    last = TorchLSTM(UNITS)  # return_sequences=False
+    outer = keras.Sequential([keras.Input((FRAMES, FEATURES)), summed, last])
+    fuse_lstms([outer])
+    assert not any("call" in vars(layer) for layer in outer._flatten_layers(include_self=True))
+
+
+def test_masks_and_initial_states_run_keras_call():
+    (plain, fused), x = _pair(bidirectional=False)
+    fuse_lstms([fused])
+    mask = tf.constant(np.arange(FRAMES)[None, :] < np.array([[9], [5], [2]]))
+    state = [tf.ones((3, UNITS)), tf.zeros((3, UNITS))]
+    for kwargs in ({"mask": mask}, {"initial_state": state}):
+        np.testing.assert_array_equal(fused.layers[0](x, training=True, **kwargs).numpy(),
+                                      plain.layers[0](x, training=True, **kwargs).numpy())
+
+
+def test_fused_under_mixed_bfloat16():
+    (plain, fused), x = _pair(policy="mixed_bfloat16")
+    fuse_lstms([fused])
+    assert fused.layers[0](x, training=True).dtype == tf.bfloat16
+    l0, _ = _step(plain, x)
+    l1, grads = _step(fused, x)
+    assert float(l1) == pytest.approx(float(l0), rel=2e-2)
+    assert all(g.dtype == tf.float32 and np.all(np.isfinite(g.numpy())) for g in grads)
+
+
+MIRRORED = '''
+import json, numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfmusic.models.layers import TorchLSTM
+from tfmusic.training.fused_lstm import fuse_lstms
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+x = np.random.default_rng(0).normal(size=(4, 7, 3)).astype(np.float32)
+out = {}
+for fused in (False, True):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((7, 3)),
+                                  keras.layers.Bidirectional(TorchLSTM(4, return_sequences=True)),
+                                  keras.layers.Dense(1)])
+        optimizer = keras.optimizers.SGD(0.1)
+        optimizer.build(model.trainable_variables)
+    if fused:
+        fuse_lstms([model])
+
+    @tf.function
+    def step(batch):
+        def replica(b):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(model(b, training=True))) / 4.0
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+            return loss
+        return strategy.reduce("SUM", strategy.run(replica, (batch,)), axis=None)
+
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
+    out[str(fused)] = {"losses": [float(step(b)) for b in dataset for _ in range(3)],
+                       "kernel": model.layers[0].forward_layer.cell.kernel.numpy().tolist()}
+print(json.dumps(out))
+'''
+
+
+def test_fused_under_mirrored_strategy_matches_keras():
+    done = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(out["True"]["losses"], out["False"]["losses"], rtol=1e-5)
+    np.testing.assert_allclose(out["True"]["kernel"], out["False"]["kernel"], rtol=1e-5, atol=1e-6)
