@@ -10,7 +10,7 @@ import tensorflow as tf
 from tfmusic.training.fused_norm import fuse_batch_norms
 
 
-def _pair(policy: str = "float32"):
+def _pair(policy: str = "float32", filters: int = 8):
     """Two identical conv-BN-conv models (NHWC) and a batch; the second one fused."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
@@ -18,7 +18,7 @@ def _pair(policy: str = "float32"):
         models = []
         for _ in range(2):
             keras.utils.set_random_seed(0)
-            models.append(keras.Sequential([keras.Input((12, 10, 3)), keras.layers.Conv2D(8, 3, padding="same"),
+            models.append(keras.Sequential([keras.Input((12, 10, 3)), keras.layers.Conv2D(filters, 3, padding="same"),
                                             keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
                                             keras.layers.Conv2D(2, 3, padding="same")]))
     finally:
@@ -52,8 +52,9 @@ def test_fused_training_step_matches_keras():
     assert "call" not in vars(bn_fused)
 
 
-def test_fused_under_mixed_bfloat16_keeps_float32_statistics():
-    (plain, fused), x = _pair("mixed_bfloat16")
+@pytest.mark.parametrize("filters", [8, 16])  # normalized in float32 (8 channels) or in bf16 (a whole block)
+def test_fused_under_mixed_bfloat16_keeps_float32_statistics(filters):
+    (plain, fused), x = _pair("mixed_bfloat16", filters)
     fuse_batch_norms([fused])
     l0, _ = _step(plain, x)
     l1, grads = _step(fused, x)
