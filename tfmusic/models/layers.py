@@ -149,7 +149,9 @@ class TorchLSTM(keras.layers.LSTM):
     this, the recurrence is unrolled in the graph instead of a while loop. Same maths (float32
     rounding apart); the TF while-loop backward was the bottleneck of Open-Unmix training on CPU
     (one BiLSTM layer, batch 4 x 255 frames, fwd+bwd: 0.98 s looped vs 0.38 s unrolled,
-    bench/bench_lstm.py). Inference and exports keep the loop (any length, small graphs).
+    bench/bench_lstm.py). Inference and exports keep the loop (any length, small graphs). The
+    trainer replaces training calls with a faster fused recurrence (``tfmusic.training.fused_lstm``,
+    ``trainer.fused_lstm``); the unrolled one is what runs when that is off or does not apply.
     """
 
     def __init__(

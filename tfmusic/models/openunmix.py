@@ -22,7 +22,8 @@ __all__ = ["OpenUnmix"]
 
 _BN = {"momentum": 0.9, "epsilon": 1e-5}
 # training segments up to ~7 s (6 s = 255 frames) unroll the LSTM recurrence: the TF while-loop
-# backward made Open-Unmix training slow on CPU (see TorchLSTM); longer or dynamic lengths loop
+# backward made Open-Unmix training slow on CPU (see TorchLSTM); longer or dynamic lengths loop.
+# The trainer's default fused recurrence (trainer.fused_lstm) supersedes both during training.
 UNROLL_TRAINING_FRAMES = 300
 
 
