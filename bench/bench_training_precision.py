@@ -70,8 +70,8 @@ def _task(model: str, channels: int, seconds: float, batch: int, policy: str, kw
         task.model.set_input_statistics(np.zeros(2049), np.ones(2049))
         from tfmusic.training.rewrites import apply_rewrites
 
-        # the trainer's fused BatchNorm and LSTM, as configured (recompute: its own row below)
-        apply_rewrites(config.trainer, [task.model])
+        # the trainer's fused BatchNorm, LSTM and Adam, as configured (recompute: its own row below)
+        apply_rewrites(config.trainer, task.checkpoint_items().values())
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return task, tuple(tf.constant(x) for x in data)

@@ -81,6 +81,7 @@ class TrainerConfig:
     recompute: bool = True  # recompute the task's recompute_layers() in the backward pass (memory; same gradients)
     fused_batchnorm: bool = True  # training-mode BatchNorm by TF's fused kernel (speed; Keras' formula)
     fused_lstm: bool = True  # training-mode TorchLSTM recurrence in one XLA loop, analytic backward (speed; same maths)
+    fused_adam: bool = True  # Adam/AdamW updates by TF's one-pass kernel (speed; Keras' formula)
     strategy: str = "default"
     devices: list[str] | int | None = None
     seed: int = 42

@@ -1,0 +1,100 @@
+"""Fused Adam/AdamW (trainer.fused_adam): Keras' update formula in TF's one-pass kernel, undone after."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmusic.training.fused_adam import fuse_adam
+
+
+def _train(optimizer: keras.optimizers.Optimizer, fused: bool, steps: int = 3):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(7, activation="tanh"), keras.layers.Dense(2)])
+    optimizer.build(model.trainable_variables)
+    undo = fuse_adam([model, optimizer]) if fused else (lambda: None)
+    x = tf.constant(np.random.default_rng(0).normal(size=(16, 5)).astype(np.float32))
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x) - 1.0))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+
+    for _ in range(steps):
+        step()
+    patched = "update_step" in vars(getattr(optimizer, "inner_optimizer", optimizer))
+    undo()
+    return model.get_weights(), [v.numpy() for v in optimizer.variables], patched
+
+
+@pytest.mark.parametrize("make", [
+    lambda: keras.optimizers.Adam(0.01),
+    lambda: keras.optimizers.AdamW(0.01, weight_decay=0.1),
+    lambda: keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.01, 1, 0.5), epsilon=1e-3),
+    lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.01)),
+])
+def test_fused_update_equals_keras(make):
+    want, want_slots, _ = _train(make(), fused=False)
+    got, got_slots, patched = _train(make(), fused=True)
+    assert patched
+    for a, b in zip(want + want_slots, got + got_slots):  # weights, then iterations, m, v (and the loss scale)
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)  # float32 round-off (an ulp of 0.5 is 6e-8)
+
+
+def test_other_optimizers_and_amsgrad_keep_keras_update():
+    for optimizer in (keras.optimizers.SGD(0.1), keras.optimizers.Adam(amsgrad=True), keras.optimizers.Nadam()):
+        undo = fuse_adam([optimizer])
+        assert "update_step" not in vars(optimizer)
+        undo()
+
+
+MIRRORED = '''
+import json, numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfmusic.training.fused_adam import fuse_adam
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+out = {}
+for fused in (False, True):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+        optimizer = keras.optimizers.AdamW(0.05, weight_decay=0.01)
+        optimizer.build(model.trainable_variables)
+    if fused:
+        fuse_adam([optimizer])
+
+    @tf.function
+    def step(batch):
+        def replica(b):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(model(b) - 1.0)) / 8.0
+            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+            return loss
+        return strategy.reduce("SUM", strategy.run(replica, (batch,)), axis=None)
+
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
+    losses = [float(step(b)) for b in dataset for _ in range(3)]
+    out[str(fused)] = {"losses": losses, "weights": [w.tolist() for w in model.get_weights()],
+                       "replicas_equal": all(np.array_equal(v.values[0].numpy(), v.values[1].numpy())
+                                             for v in (w.value for w in model.trainable_variables))}
+print(json.dumps(out))
+'''
+
+
+def test_fused_under_mirrored_strategy_matches_keras():
+    done = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["True"]["replicas_equal"]
+    np.testing.assert_allclose(out["True"]["losses"], out["False"]["losses"], rtol=1e-5)
+    for a, b in zip(out["False"]["weights"], out["True"]["weights"]):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
