@@ -32,10 +32,28 @@ from tfmusic.training.layer_calls import patch_calls
 __all__ = ["fuse_lstms", "lstm_sequence"]
 
 
+def _loop_order(x: tf.Tensor) -> tf.Tensor:
+    """``(B, T, D, K)`` <-> ``(T, D, B, K)`` with the second direction's time reversed (its own inverse
+    up to the transpose). Used inside the compiled functions, where XLA fuses it into one copy."""
+    if x.shape[2] == 2:
+        x = tf.stack([x[:, :, 0], tf.reverse(x[:, :, 1], [1])], 2)
+    return tf.transpose(x, [1, 2, 0, 3])
+
+
+def _batch_order(x: tf.Tensor) -> tf.Tensor:
+    """The inverse of :func:`_loop_order`: ``(T, D, B, K)`` -> ``(B, T, D, K)``."""
+    x = tf.transpose(x, [2, 0, 1, 3])
+    if x.shape[2] == 2:
+        x = tf.stack([x[:, :, 0], tf.reverse(x[:, :, 1], [1])], 2)
+    return x
+
+
 @tf.function(jit_compile=True)  # traced per shape: XLA needs static loop lengths
-def _forward(projected: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """projected ``(T, D, B, 4H)`` (inputs @ kernel + bias), recurrent ``(D, H, 4H)`` ->
-    hidden states, cell states ``(T, D, B, H)`` and activated gates i, f, g, o ``(T, D, B, 4H)``."""
+def _forward(projected: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """projected ``(B, T, D, 4H)`` (inputs @ kernel + bias), recurrent ``(D, H, 4H)`` -> hidden states
+    ``(B, T, D, H)``, and for the backward pass, in loop order, hidden and cell states ``(T, D, B, H)``
+    and activated gates i, f, g, o ``(T, D, B, 4H)``."""
+    projected = _loop_order(projected)
     steps = tf.shape(projected)[0]
     c = tf.zeros(tf.concat([tf.shape(projected)[1:3], tf.shape(recurrent)[1:2]], 0), projected.dtype)
 
@@ -48,18 +66,21 @@ def _forward(projected: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.
     arrays = [tf.TensorArray(projected.dtype, steps) for _ in range(2)]
     _, _, _, cs, gates = tf.while_loop(lambda t, *_: t < steps, body, (0, c, c, *arrays))
     cs, gates = cs.stack(), gates.stack()
-    return gates[..., -c.shape[-1]:] * tf.tanh(cs), cs, gates  # h = o * tanh(c), for all steps at once
+    hs = gates[..., -c.shape[-1]:] * tf.tanh(cs)  # h = o * tanh(c), for all steps at once
+    return _batch_order(hs), hs, cs, gates
 
 
 @tf.function(jit_compile=True)  # traced per shape: XLA needs static loop lengths
-def _backward(d_hs: tf.Tensor, hs: tf.Tensor, cs: tf.Tensor, gates: tf.Tensor,
+def _backward(d_out: tf.Tensor, hs: tf.Tensor, cs: tf.Tensor, gates: tf.Tensor,
               recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Gradients of the projected inputs and of the recurrent kernel, given those of every hidden state.
+    """Gradients of the projected inputs ``(B, T, D, 4H)`` and of the recurrent kernel, given those of
+    the hidden states ``(B, T, D, H)``.
 
     The step's derivative, with everything that does not depend on the carried ``dh``/``dc`` computed
     for all steps before the loop: ``dc += dh * o * (1 - tanh(c)^2)``; the pre-activation gate
     gradients are ``[dc, dc, dc, dh] * [g i (1-i), c_prev f (1-f), i (1-g^2), tanh(c) o (1-o)]``;
     ``dh = dz @ recurrent^T`` and ``dc *= f`` carry to the step before."""
+    d_hs = _loop_order(d_out)
     steps = tf.shape(d_hs)[0]
     recurrent_t = tf.transpose(recurrent, [0, 2, 1])
     c_prev = tf.concat([tf.zeros_like(cs[:1]), cs[:-1]], 0)
@@ -79,14 +100,14 @@ def _backward(d_hs: tf.Tensor, hs: tf.Tensor, cs: tf.Tensor, gates: tf.Tensor,
                                      (steps - 1, zero, zero, tf.TensorArray(d_hs.dtype, steps)))
     d_gates = d_gates.stack()
     h_prev = tf.concat([tf.zeros_like(hs[:1]), hs[:-1]], 0)
-    return d_gates, tf.einsum("tdbh,tdbg->dhg", h_prev, d_gates)
+    return _batch_order(d_gates), tf.einsum("tdbh,tdbg->dhg", h_prev, d_gates)
 
 
 @tf.custom_gradient
 def _recurrence(projected: tf.Tensor, recurrent: tf.Tensor):
     # stop_gradient: an eager tape must not record the compiled loop (it would differentiate it itself)
-    hs, cs, gates = _forward(tf.stop_gradient(projected), tf.stop_gradient(recurrent))
-    return hs, lambda d_hs: _backward(d_hs, hs, cs, gates, recurrent)
+    out, hs, cs, gates = _forward(tf.stop_gradient(projected), tf.stop_gradient(recurrent))
+    return out, lambda d_out: _backward(d_out, hs, cs, gates, recurrent)
 
 
 def lstm_sequence(inputs: tf.Tensor, kernels: list, recurrent_kernels: list, biases: list) -> tf.Tensor:
@@ -98,17 +119,9 @@ def lstm_sequence(inputs: tf.Tensor, kernels: list, recurrent_kernels: list, bia
     """
     directions, features = len(kernels), inputs.shape[-1]
     batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
-    # one (B*T, F) x (F, D*4H) projection for both directions; the second one's rows then run backwards
+    # one (B*T, F) x (F, D*4H) projection for both directions; reordering for the loop happens in XLA
     projected = tf.matmul(tf.reshape(inputs, [-1, features]), tf.concat(kernels, -1)) + tf.concat(biases, 0)
-    projected = tf.reshape(projected, [batch, steps, directions, -1])
-    if directions == 2:  # (split's gradient is a concat; a slice's would zero-fill the whole tensor)
-        forward, backward = tf.split(projected, 2, axis=2)
-        projected = tf.concat([forward, tf.reverse(backward, [1])], 2)
-    hs = _recurrence(tf.transpose(projected, [1, 2, 0, 3]), tf.stack(recurrent_kernels))  # (T, D, B, H)
-    hs = tf.transpose(hs, [2, 0, 1, 3])
-    if directions == 2:
-        forward, backward = tf.split(hs, 2, axis=2)
-        hs = tf.concat([forward, tf.reverse(backward, [1])], 2)
+    hs = _recurrence(tf.reshape(projected, [batch, steps, directions, -1]), tf.stack(recurrent_kernels))
     return tf.reshape(hs, [batch, steps, directions * recurrent_kernels[0].shape[0]])
 
 
