@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests._mirrored import run_mirrored
 from tfmusic.training.fused_adam import fuse_adam
 
 
@@ -56,11 +53,7 @@ def test_other_optimizers_and_amsgrad_keep_keras_update():
 
 
 MIRRORED = '''
-import json, numpy as np, tensorflow as tf, keras
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tfmusic.training.fused_adam import fuse_adam
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
 out = {}
 for fused in (False, True):
@@ -71,18 +64,7 @@ for fused in (False, True):
         optimizer.build(model.trainable_variables)
     if fused:
         fuse_adam([optimizer])
-
-    @tf.function
-    def step(batch):
-        def replica(b):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(tf.square(model(b) - 1.0)) / 8.0
-            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-            return loss
-        return strategy.reduce("SUM", strategy.run(replica, (batch,)), axis=None)
-
-    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
-    losses = [float(step(b)) for b in dataset for _ in range(3)]
+    losses = train(model, optimizer, x, lambda y: tf.reduce_sum(tf.square(y - 1.0)), steps=3)
     out[str(fused)] = {"losses": losses, "weights": [w.tolist() for w in model.get_weights()],
                        "replicas_equal": all(np.array_equal(v.values[0].numpy(), v.values[1].numpy())
                                              for v in (w.value for w in model.trainable_variables))}
@@ -91,9 +73,7 @@ print(json.dumps(out))
 
 
 def test_fused_under_mirrored_strategy_matches_keras():
-    done = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_mirrored(MIRRORED)
     assert out["True"]["replicas_equal"]
     np.testing.assert_allclose(out["True"]["losses"], out["False"]["losses"], rtol=1e-5)
     for a, b in zip(out["False"]["weights"], out["True"]["weights"]):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests._mirrored import run_mirrored
 from tfmusic.models.layers import TorchLSTM
 from tfmusic.training.fused_lstm import fuse_lstms
 
@@ -100,12 +97,8 @@ def test_fused_under_mixed_bfloat16():
 
 
 MIRRORED = '''
-import json, numpy as np, tensorflow as tf, keras
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tfmusic.models.layers import TorchLSTM
 from tfmusic.training.fused_lstm import fuse_lstms
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 x = np.random.default_rng(0).normal(size=(4, 7, 3)).astype(np.float32)
 out = {}
 for fused in (False, True):
@@ -118,26 +111,13 @@ for fused in (False, True):
         optimizer.build(model.trainable_variables)
     if fused:
         fuse_lstms([model])
-
-    @tf.function
-    def step(batch):
-        def replica(b):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(tf.square(model(b, training=True))) / 4.0
-            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-            return loss
-        return strategy.reduce("SUM", strategy.run(replica, (batch,)), axis=None)
-
-    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
-    out[str(fused)] = {"losses": [float(step(b)) for b in dataset for _ in range(3)],
+    out[str(fused)] = {"losses": train(model, optimizer, x, lambda y: tf.reduce_sum(tf.square(y)), steps=3),
                        "kernel": model.layers[0].forward_layer.cell.kernel.numpy().tolist()}
 print(json.dumps(out))
 '''
 
 
 def test_fused_under_mirrored_strategy_matches_keras():
-    done = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_mirrored(MIRRORED)
     np.testing.assert_allclose(out["True"]["losses"], out["False"]["losses"], rtol=1e-5)
     np.testing.assert_allclose(out["True"]["kernel"], out["False"]["kernel"], rtol=1e-5, atol=1e-6)

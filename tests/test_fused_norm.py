@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests._mirrored import run_mirrored
 from tfmusic.training.fused_norm import fuse_batch_norms
 
 
@@ -90,11 +91,7 @@ def test_sequences_fuse_and_other_ranks_or_axes_fall_back_to_keras():
 
 
 MIRRORED = '''
-import json, numpy as np, tensorflow as tf, keras
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tfmusic.training.fused_norm import fuse_batch_norms
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 x = np.random.default_rng(0).normal(2.0, 3.0, (8, 6, 5, 3)).astype(np.float32)
 out = {}
 for fused in (False, True):
@@ -106,18 +103,7 @@ for fused in (False, True):
         optimizer.build(model.trainable_variables)
     if fused:
         fuse_batch_norms([model])
-
-    @tf.function
-    def step(batch):
-        def replica(b):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(tf.square(model(b, training=True))) / 8.0
-            optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-            return loss
-        return strategy.reduce("SUM", strategy.run(replica, (batch,)), axis=None)
-
-    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
-    losses = [float(step(b)) for b in dataset for _ in range(2)]
+    losses = train(model, optimizer, x, lambda y: tf.reduce_sum(tf.square(y)), steps=2)
     bn = model.layers[1]
     out[str(fused)] = {"losses": losses, "mean": bn.moving_mean.numpy().tolist(),
                        "var": bn.moving_variance.numpy().tolist()}
@@ -127,13 +113,6 @@ print(json.dumps(out))
 
 def test_fused_under_mirrored_strategy_matches_keras():
     """Two replicas (logical CPUs): per-replica statistics and the moving averages as Keras' own."""
-    import json
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_mirrored(MIRRORED)
     for key in ("losses", "mean", "var"):
         np.testing.assert_allclose(out["True"][key], out["False"][key], rtol=1e-4, atol=1e-6)

@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable
 import keras
 import tensorflow as tf
 
+from tfmusic.training.layer_calls import patch_method
+
 __all__ = ["fuse_adam"]
 
 
@@ -58,15 +60,6 @@ def _adams(items: Iterable[Any]) -> list[keras.optimizers.Adam]:
 def fuse_adam(items: Iterable[Any]) -> Callable[[], None]:
     """Give every plain Adam/AdamW among ``items`` (a task's checkpoint items: models, optimizers) the
     fused update; returns a function that undoes it."""
-    patched = []
-    if keras.backend.backend() == "tensorflow":
-        for optimizer in _adams(items):
-            if "update_step" not in vars(optimizer):
-                optimizer.update_step = _fused_update_step(optimizer, optimizer.update_step)
-                patched.append(optimizer)
-
-    def undo() -> None:
-        for optimizer in patched:
-            vars(optimizer).pop("update_step", None)
-
-    return undo
+    if keras.backend.backend() != "tensorflow":
+        return lambda: None
+    return patch_method([o for o in _adams(items) if "update_step" not in vars(o)], "update_step", _fused_update_step)
