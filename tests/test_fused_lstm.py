@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests._mirrored import run_mirrored
+from tests._twins import twins
 from tfmusic.models.layers import TorchLSTM
 from tfmusic.training.fused_lstm import fuse_lstms
 
@@ -16,20 +17,13 @@ FRAMES, FEATURES, UNITS = 9, 6, 5
 
 def _pair(bidirectional: bool = True, policy: str = "float32", **lstm):
     """Two identical (Bi)LSTM models and a batch; fuse the second one yourself."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        models = []
-        for _ in range(2):
-            keras.utils.set_random_seed(0)
-            layer = TorchLSTM(UNITS, return_sequences=True, **lstm)
-            if bidirectional:
-                layer = keras.layers.Bidirectional(layer)
-            models.append(keras.Sequential([keras.Input((FRAMES, FEATURES)), layer, keras.layers.Dense(2)]))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    def build():
+        layer = TorchLSTM(UNITS, return_sequences=True, **lstm)
+        layer = keras.layers.Bidirectional(layer) if bidirectional else layer
+        return keras.Sequential([keras.Input((FRAMES, FEATURES)), layer, keras.layers.Dense(2)])
+
     x = tf.constant(np.random.default_rng(0).normal(size=(3, FRAMES, FEATURES)).astype(np.float32))
-    return models, x
+    return twins(build, policy), x
 
 
 def _step(model, x):

@@ -8,22 +8,15 @@ import pytest
 import tensorflow as tf
 
 from tests._mirrored import run_mirrored
+from tests._twins import twins
 from tfmusic.training.fused_norm import fuse_batch_norms
 
 
 def _pair(policy: str = "float32", filters: int = 8):
     """Two identical conv-BN-conv models (NHWC) and a batch; the second one fused."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        models = []
-        for _ in range(2):
-            keras.utils.set_random_seed(0)
-            models.append(keras.Sequential([keras.Input((12, 10, 3)), keras.layers.Conv2D(filters, 3, padding="same"),
-                                            keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
-                                            keras.layers.Conv2D(2, 3, padding="same")]))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    models = twins(lambda: keras.Sequential([
+        keras.Input((12, 10, 3)), keras.layers.Conv2D(filters, 3, padding="same"),
+        keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5), keras.layers.Conv2D(2, 3, padding="same")]), policy)
     x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 12, 10, 3)).astype(np.float32))
     return models, x
 
