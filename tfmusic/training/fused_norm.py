@@ -35,6 +35,7 @@ __all__ = ["fuse_batch_norms"]
 # bf16 inputs are normalized in bf16 only when their channels fill whole blocks of this many: TF 2.21's
 # oneDNN bf16 kernel on AVX-512 took 194 vs 24 ms (8 channels), 110 vs 32 ms (24) and 49 vs 16 ms (40)
 # against float32 for IASS's decoder activations, but 40 vs 52 ms (16) and 24 vs 34 ms (32) otherwise.
+# A CPU matter: with a GPU (cuDNN) bf16 stays bf16.
 BF16_CHANNEL_BLOCK = 16
 
 
@@ -49,8 +50,8 @@ def _fused_call(layer: keras.layers.BatchNormalization, original: Callable) -> C
         if (not (training and layer.trainable) or mask is not None or rank not in (2, 3, 4)
                 or layer.axis % rank != rank - 1):
             return original(inputs, training=training, mask=mask)
-        native = inputs.dtype in (tf.float32, tf.float16) or (
-            inputs.dtype == tf.bfloat16 and inputs.shape[-1] % BF16_CHANNEL_BLOCK == 0)
+        native = inputs.dtype in (tf.float32, tf.float16) or (inputs.dtype == tf.bfloat16 and (
+            inputs.shape[-1] % BF16_CHANNEL_BLOCK == 0 or tf.config.list_logical_devices("GPU")))
         x = inputs if native else tf.cast(inputs, tf.float32)
         if rank < 4:  # (N, C) or (N, T, C) as NHWC: (N, 1, 1, C) or (N, T, 1, C)
             x = tf.reshape(x, tf.concat([tf.shape(x)[:-1], tf.ones([4 - rank], tf.int32), tf.shape(x)[-1:]], 0))
