@@ -76,6 +76,12 @@ experiment-vae-images: $(STAMP)
 experiment-pitch: $(STAMP)
 	nice -n 10 $(PY) bench/experiment_pitch.py --out bench/results/experiment_pitch --copy-to bench/experiments
 
+# bf16 vs fp32 training at a fixed budget (issue 16): IASS drums, 200 steps per precision on the stems of
+# `make experiment`, then SDR on its test songs
+.PHONY: experiment-precision
+experiment-precision: $(STAMP)
+	$(PY) bench/experiment_precision.py --stems bench/results/separation/stems --out bench/results/experiment_precision --copy-to bench/experiments
+
 # Reliability (issue 14): kill/resume chains (toy trainer, train iass, vae train), client faults, audio
 # fuzzing, the tiny demo (`tfmusic demo --tiny`, ~5 min), then the server soak (SOAK_SECONDS, default 300);
 # writes bench/reliability/RESULTS.md. About 35 min on 2 shared cores.

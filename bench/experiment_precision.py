@@ -1,0 +1,134 @@
+"""bf16 vs fp32 training at a fixed budget: the loss curve and the SDR afterwards (issue 16).
+
+Claim tested: ``mixed_bfloat16`` trains IASS as well as float32 (loss curve and held-out SDR within
+noise) while each step runs faster on a CPU with native bf16, so it can be the default there.
+
+Protocol: the stems of the separation experiment (`make experiment`, bench/results/separation/stems,
+synthesized songs with a song-level split), one IASS per precision for one target with the SAME data,
+steps, batch, excerpt length, learning rate and seed (`tfmusic train iass --mixed-precision ...`), then
+one `tfmusic evaluate` of both on the held-out test songs (BSS Eval v4, 1 s windows). The loss curves
+and the training seconds come from each run's TensorBoard events.
+
+    python bench/experiment_precision.py --stems bench/results/separation/stems --out bench/results/experiment_precision
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from stages import load_average, run_tfmusic
+
+HERE = Path(__file__).resolve().parent
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def loss_curve(run_dir: Path) -> tuple[list[tuple[int, float]], float]:
+    """(step, training loss) points and the training wall seconds, from the run's TensorBoard events."""
+    import tensorflow as tf
+
+    points, seconds = {}, 0.0
+    for path in sorted((run_dir / "tensorboard" / "train").glob("events.*")):
+        times = []
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "loss":
+                    points[event.step] = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") \
+                        else float(value.simple_value)
+                    times.append(event.wall_time)
+        if times:
+            seconds += times[-1] - times[0]
+    return sorted(points.items()), seconds
+
+
+def _window_mean(curve: list[tuple[int, float]], last: int) -> float:
+    values = [v for _, v in curve[-last:]]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def to_markdown(record: dict) -> str:
+    b = record["budget"]
+    lines = ["# Experiment: bf16 vs fp32 training at a fixed budget (IASS)", "",
+             f"Data: {b['stems']} (test split for SDR). Budget per run: target {b['target']}, {b['steps']} steps, "
+             f"batch {b['batch_size']}, {b['segment_seconds']} s excerpts, lr {b['lr']}, seed {b['seed']}.",
+             f"Machine: {record['machine']}; load average at start {record['load_start']}, at end "
+             f"{record['load_end']}.", "",
+             "| precision | train s (TensorBoard) | s/step | loss, mean of the last 5 logged | "
+             f"median SDR {b['target']} (dB) | SIR | SAR |", "|---|---|---|---|---|---|---|"]
+    for r in record["runs"]:
+        lines.append(f"| {r['precision']} | {r['train_seconds']:.0f} | {r['seconds_per_step']:.2f} | "
+                     f"{r['final_loss']:.4f} | {r['SDR']:.2f} | {r['SIR']:.2f} | {r['SAR']:.2f} |")
+    fp32, bf16 = record["runs"]
+    lines += ["", f"bf16 vs fp32: {fp32['seconds_per_step'] / bf16['seconds_per_step']:.2f}x faster per step; "
+              f"SDR difference {bf16['SDR'] - fp32['SDR']:+.2f} dB; final-loss difference "
+              f"{(bf16['final_loss'] - fp32['final_loss']) / fp32['final_loss'] * 100:+.1f} %.", "",
+              "Loss curves (training loss at each logged step):", "",
+              "| step | " + " | ".join(r["precision"] for r in record["runs"]) + " |",
+              "|---|" + "---|" * len(record["runs"])]
+    curves = [dict(r["curve"]) for r in record["runs"]]
+    for step in sorted(set().union(*curves)):
+        lines.append(f"| {step} | " + " | ".join(f"{c[step]:.4f}" if step in c else "" for c in curves) + " |")
+    lines += ["", "Stages:", "", "| stage | wall s |", "|---|---|"]
+    lines += [f"| `{s['command']}` | {s['seconds']} |" for s in record["stages"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stems", type=Path, default=HERE / "results" / "separation" / "stems",
+                        help="preprocessed stems with a test split (make experiment builds them)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "experiment_precision")
+    parser.add_argument("--target", default="drums")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--segment-seconds", type=float, default=6.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--copy-to", type=Path, default=None, help="also write the tables into this folder")
+    args = parser.parse_args(argv)
+    if not any(args.stems.glob("*-test.*")):
+        raise SystemExit(f"experiment: {args.stems} has no test split: run `make experiment` first "
+                         "(or `tfmusic data synthesize` + `tfmusic data preprocess`)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    log: list[dict] = []
+    load_start = load_average()
+    runs = {p: args.out / "runs" / f"iass_{args.target}_{p}" for p in PRECISIONS}
+    for precision, run_dir in runs.items():
+        if (run_dir / "model.keras").is_file():
+            continue
+        run_tfmusic(["train", "iass", "--data", str(args.stems), "--target", args.target, "--steps", str(args.steps),
+                     "--batch-size", str(args.batch_size), "--segment-seconds", str(args.segment_seconds),
+                     "--lr", str(args.lr), "--seed", str(args.seed), "--mixed-precision", precision, "--no-eval",
+                     "--run-dir", str(run_dir), "--quiet"], log)
+    eval_dir = args.out / "eval"
+    cmd = ["evaluate", "--data", str(args.stems), "--split", "test", "--out", str(eval_dir), "--quiet"]
+    for precision, run_dir in runs.items():
+        cmd += ["--model", f"IASS-{precision}={run_dir}"]
+    run_tfmusic(cmd, log)
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    record = {"machine": f"{os.cpu_count()} cores, {sys.platform}", "load_start": load_start,
+              "load_end": load_average(), "stages": log,
+              "budget": {"stems": str(args.stems), "target": args.target, "steps": args.steps,
+                         "batch_size": args.batch_size, "segment_seconds": args.segment_seconds, "lr": args.lr,
+                         "seed": args.seed}, "runs": []}
+    for precision, run_dir in runs.items():
+        curve, seconds = loss_curve(run_dir)
+        stats = summary["bss"][f"IASS-{precision}"][args.target]
+        record["runs"].append({"precision": precision, "train_seconds": seconds,
+                               # the span runs from the first logged step to the last
+                               "seconds_per_step": seconds / max(curve[-1][0] - curve[0][0], 1), "curve": curve,
+                               "final_loss": _window_mean(curve, 5), "SDR": stats["SDR"], "SIR": stats["SIR"],
+                               "SAR": stats["SAR"]})
+    text = to_markdown(record)
+    for folder in [args.out] + ([args.copy_to] if args.copy_to else []):
+        (folder / "experiment_precision.json").write_text(json.dumps(record, indent=1))
+        (folder / "experiment_precision.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
