@@ -76,7 +76,7 @@ experiment-vae-images: $(STAMP)
 experiment-pitch: $(STAMP)
 	nice -n 10 $(PY) bench/experiment_pitch.py --out bench/results/experiment_pitch --copy-to bench/experiments
 
-# bf16 vs fp32 training at a fixed budget (issue 16): IASS drums, 200 steps per precision on the stems of
+# bf16 vs fp32 training at a fixed budget (issue 16): IASS drums, 200 steps per precision and seed (42, 43) on the stems of
 # `make experiment`, then SDR on its test songs
 .PHONY: experiment-precision
 experiment-precision: $(STAMP)

@@ -53,25 +53,35 @@ def to_markdown(record: dict) -> str:
     b = record["budget"]
     lines = ["# Experiment: bf16 vs fp32 training at a fixed budget (IASS)", "",
              f"Data: {b['stems']} (test split for SDR). Budget per run: target {b['target']}, {b['steps']} steps, "
-             f"batch {b['batch_size']}, {b['segment_seconds']} s excerpts, lr {b['lr']}, seed {b['seed']}.",
+             f"batch {b['batch_size']}, {b['segment_seconds']} s excerpts, lr {b['lr']}, seeds "
+             f"{', '.join(map(str, b['seeds']))} (one run per precision and seed).",
              f"Machine: {record['machine']}; load average at start {record['load_start']}, at end "
              f"{record['load_end']}.", "",
-             "| precision | train s (TensorBoard) | s/step | loss, mean of the last 5 logged | "
-             f"median SDR {b['target']} (dB) | SIR | SAR |", "|---|---|---|---|---|---|---|"]
+             "| precision | seed | train s (TensorBoard) | s/step | loss, mean of the last 5 logged | "
+             f"median SDR {b['target']} (dB) | SIR | SAR |", "|---|---|---|---|---|---|---|---|"]
     for r in record["runs"]:
-        lines.append(f"| {r['precision']} | {r['train_seconds']:.0f} | {r['seconds_per_step']:.2f} | "
+        lines.append(f"| {r['precision']} | {r['seed']} | {r['train_seconds']:.0f} | {r['seconds_per_step']:.2f} | "
                      f"{r['final_loss']:.4f} | {r['SDR']:.2f} | {r['SIR']:.2f} | {r['SAR']:.2f} |")
-    fp32, bf16 = record["runs"]
-    lines += ["", f"bf16 vs fp32: {fp32['seconds_per_step'] / bf16['seconds_per_step']:.2f}x faster per step; "
-              f"SDR difference {bf16['SDR'] - fp32['SDR']:+.2f} dB; final-loss difference "
-              f"{(bf16['final_loss'] - fp32['final_loss']) / fp32['final_loss'] * 100:+.1f} %.", "",
+
+    def mean(precision: str, key: str) -> float:
+        values = [r[key] for r in record["runs"] if r["precision"] == precision]
+        return sum(values) / len(values)
+
+    fp32, bf16 = PRECISIONS
+    sdr = {p: sorted(r["SDR"] for r in record["runs"] if r["precision"] == p) for p in PRECISIONS}
+    lines += ["", f"Means over seeds, bf16 vs fp32: {mean(fp32, 'seconds_per_step') / mean(bf16, 'seconds_per_step'):.2f}x "
+              f"faster per step; SDR {mean(bf16, 'SDR'):.2f} vs {mean(fp32, 'SDR'):.2f} dB "
+              f"({mean(bf16, 'SDR') - mean(fp32, 'SDR'):+.2f}); final loss {mean(bf16, 'final_loss'):.4f} vs "
+              f"{mean(fp32, 'final_loss'):.4f}. SDR range over seeds: fp32 {sdr[fp32][0]:.2f}..{sdr[fp32][-1]:.2f}, "
+              f"bf16 {sdr[bf16][0]:.2f}..{sdr[bf16][-1]:.2f} dB.", "",
               "Loss curves (training loss at each logged step):", "",
-              "| step | " + " | ".join(r["precision"] for r in record["runs"]) + " |",
+              "| step | " + " | ".join(f"{r['precision']} s{r['seed']}" for r in record["runs"]) + " |",
               "|---|" + "---|" * len(record["runs"])]
     curves = [dict(r["curve"]) for r in record["runs"]]
     for step in sorted(set().union(*curves)):
         lines.append(f"| {step} | " + " | ".join(f"{c[step]:.4f}" if step in c else "" for c in curves) + " |")
-    lines += ["", "Stages:", "", "| stage | wall s |", "|---|---|"]
+    lines += ["", "Stages run by this invocation (runs already trained are reused):", "", "| stage | wall s |",
+              "|---|---|"]
     lines += [f"| `{s['command']}` | {s['seconds']} |" for s in record["stages"]]
     return "\n".join(lines) + "\n"
 
@@ -86,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--segment-seconds", type=float, default=6.0)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", default="42,43", help="comma list: one run per precision and seed")
     parser.add_argument("--copy-to", type=Path, default=None, help="also write the tables into this folder")
     args = parser.parse_args(argv)
     if not any(args.stems.glob("*-test.*")):
@@ -95,29 +105,30 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     log: list[dict] = []
     load_start = load_average()
-    runs = {p: args.out / "runs" / f"iass_{args.target}_{p}" for p in PRECISIONS}
-    for precision, run_dir in runs.items():
+    seeds = [int(v) for v in args.seeds.split(",")]
+    runs = {(p, seed): args.out / "runs" / f"iass_{args.target}_{p}_s{seed}" for seed in seeds for p in PRECISIONS}
+    for (precision, seed), run_dir in runs.items():
         if (run_dir / "model.keras").is_file():
             continue
         run_tfmusic(["train", "iass", "--data", str(args.stems), "--target", args.target, "--steps", str(args.steps),
                      "--batch-size", str(args.batch_size), "--segment-seconds", str(args.segment_seconds),
-                     "--lr", str(args.lr), "--seed", str(args.seed), "--mixed-precision", precision, "--no-eval",
+                     "--lr", str(args.lr), "--seed", str(seed), "--mixed-precision", precision, "--no-eval",
                      "--run-dir", str(run_dir), "--quiet"], log)
     eval_dir = args.out / "eval"
     cmd = ["evaluate", "--data", str(args.stems), "--split", "test", "--out", str(eval_dir), "--quiet"]
-    for precision, run_dir in runs.items():
-        cmd += ["--model", f"IASS-{precision}={run_dir}"]
+    for (precision, seed), run_dir in runs.items():
+        cmd += ["--model", f"IASS-{precision}-s{seed}={run_dir}"]
     run_tfmusic(cmd, log)
     summary = json.loads((eval_dir / "summary.json").read_text())
     record = {"machine": f"{os.cpu_count()} cores, {sys.platform}", "load_start": load_start,
               "load_end": load_average(), "stages": log,
               "budget": {"stems": str(args.stems), "target": args.target, "steps": args.steps,
                          "batch_size": args.batch_size, "segment_seconds": args.segment_seconds, "lr": args.lr,
-                         "seed": args.seed}, "runs": []}
-    for precision, run_dir in runs.items():
+                         "seeds": seeds}, "runs": []}
+    for (precision, seed), run_dir in runs.items():
         curve, seconds = loss_curve(run_dir)
-        stats = summary["bss"][f"IASS-{precision}"][args.target]
-        record["runs"].append({"precision": precision, "train_seconds": seconds,
+        stats = summary["bss"][f"IASS-{precision}-s{seed}"][args.target]
+        record["runs"].append({"precision": precision, "seed": seed, "train_seconds": seconds,
                                # the span runs from the first logged step to the last
                                "seconds_per_step": seconds / max(curve[-1][0] - curve[0][0], 1), "curve": curve,
                                "final_loss": _window_mean(curve, 5), "SDR": stats["SDR"], "SIR": stats["SIR"],

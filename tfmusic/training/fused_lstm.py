@@ -11,6 +11,7 @@ tiny ops per time step, and autodiff through it adds several more per op (one Bi
   is one matmul over all steps after the loop, as cuDNN and oneDNN do it;
 - each loop is XLA-compiled (``jit_compile``), which fuses a step's element-wise ops.
 Same maths, same weights, gradients equal to autodiff's to float32 round-off (tests/test_fused_lstm.py).
+Measured (bench/bench_lstm.py, quiet): 0.060-0.064 s per layer, 1.08-1.14x PyTorch.
 
 Why here and not in the models: like fused BatchNorm this is a training-time choice the trainer
 applies to built layers (``trainer.fused_lstm``) and undoes after training; the models stay plain
