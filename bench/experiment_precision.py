@@ -6,8 +6,8 @@ noise) while each step runs faster on a CPU with native bf16, so it can be the d
 Protocol: the stems of the separation experiment (`make experiment`, bench/results/separation/stems,
 synthesized songs with a song-level split), one IASS per precision for one target with the SAME data,
 steps, batch, excerpt length, learning rate and seed (`tfmusic train iass --mixed-precision ...`), then
-one `tfmusic evaluate` of both on the held-out test songs (BSS Eval v4, 1 s windows). The loss curves
-and the training seconds come from each run's TensorBoard events.
+one `tfmusic evaluate` of all runs on the held-out test songs (BSS Eval v4, 1 s windows). The loss curves
+and the training seconds (as experiment_vae reads them) come from each run's TensorBoard events.
 
     python bench/experiment_precision.py --stems bench/results/separation/stems --out bench/results/experiment_precision
 """
@@ -20,28 +20,24 @@ import os
 import sys
 from pathlib import Path
 
+from experiment_vae import _tensorboard_seconds
 from stages import load_average, run_tfmusic
 
 HERE = Path(__file__).resolve().parent
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def loss_curve(run_dir: Path) -> tuple[list[tuple[int, float]], float]:
-    """(step, training loss) points and the training wall seconds, from the run's TensorBoard events."""
+def loss_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, training loss) at each logged step, from the run's TensorBoard events."""
     import tensorflow as tf
 
-    points, seconds = {}, 0.0
+    points = {}
     for path in sorted((run_dir / "tensorboard" / "train").glob("events.*")):
-        times = []
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
                 if value.tag == "loss":
-                    points[event.step] = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") \
-                        else float(value.simple_value)
-                    times.append(event.wall_time)
-        if times:
-            seconds += times[-1] - times[0]
-    return sorted(points.items()), seconds
+                    points[event.step] = float(tf.make_ndarray(value.tensor))
+    return sorted(points.items())
 
 
 def _window_mean(curve: list[tuple[int, float]], last: int) -> float:
@@ -126,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
                          "batch_size": args.batch_size, "segment_seconds": args.segment_seconds, "lr": args.lr,
                          "seeds": seeds}, "runs": []}
     for (precision, seed), run_dir in runs.items():
-        curve, seconds = loss_curve(run_dir)
+        curve, seconds = loss_curve(run_dir), _tensorboard_seconds(run_dir, args.steps)
         stats = summary["bss"][f"IASS-{precision}-s{seed}"][args.target]
         record["runs"].append({"precision": precision, "seed": seed, "train_seconds": seconds,
-                               # the span runs from the first logged step to the last
-                               "seconds_per_step": seconds / max(curve[-1][0] - curve[0][0], 1), "curve": curve,
+                               # the span runs from the end of step 1 (its trace excluded) to step `steps`
+                               "seconds_per_step": seconds / max(args.steps - 1, 1), "curve": curve,
                                "final_loss": _window_mean(curve, 5), "SDR": stats["SDR"], "SIR": stats["SIR"],
                                "SAR": stats["SAR"]})
     text = to_markdown(record)

@@ -10,7 +10,7 @@ divisions, a square root, each a pass over the variable), so updating Open-Unmix
 Why here: like fused BatchNorm and LSTM, a training-time rewrite the trainer applies to the task's
 optimizers (``trainer.fused_adam``) and undoes after training; the optimizer object, its variables
 and its checkpoints are Keras'. Only plain ``Adam``/``AdamW`` (also inside a ``LossScaleOptimizer``)
-without AMSGrad are fused, and only dense float32 gradients of float32 variables; anything else,
+without AMSGrad are fused, and only dense gradients of float32 variables; anything else,
 and the other backends, run Keras' ``update_step``.
 """
 
@@ -33,8 +33,7 @@ def _handle(variable: Any) -> Any:
 
 def _fused_update_step(optimizer: keras.optimizers.Adam, original: Callable) -> Callable:
     def update_step(gradient: Any, variable: Any, learning_rate: Any) -> Any:
-        if (isinstance(gradient, tf.IndexedSlices) or variable.dtype != "float32"
-                or gradient.dtype not in (tf.float32, tf.bfloat16, tf.float16)):
+        if isinstance(gradient, tf.IndexedSlices) or variable.dtype != "float32":
             return original(gradient, variable, learning_rate)
         index = optimizer._get_variable_index(variable)
         step = tf.cast(optimizer.iterations + 1, tf.float32)

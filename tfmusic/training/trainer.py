@@ -170,8 +170,8 @@ class Trainer:
         log.info("task %s built (%d replica(s), %d worker(s))", self.task.name, self.num_replicas, self.num_workers)
 
     def _set_rewrites(self, on: bool) -> None:
-        """The training-time rewrites of built layers the config asks for (``tfmusic.training.rewrites``:
-        fused BatchNorm and LSTM, the task's ``recompute_layers()`` recomputed), or none."""
+        """The training-time rewrites the config asks for (``tfmusic.training.rewrites``: fused BatchNorm,
+        LSTM and Adam, the task's ``recompute_layers()`` recomputed), or none."""
         self._undo_rewrites()
         self._undo_rewrites = (apply_rewrites(self.config, self.task.checkpoint_items().values(),
                                               self.task.recompute_layers()) if on else lambda: None)
