@@ -31,8 +31,13 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: Debian's fluid-soundfont-gm, /usr/share/sounds/sf2/FluidR3_GM.sf2, when "
                         "installed, else 'bundled': TimGM6mb.sf2 from pretty_midi, reproducible from pip alone)")
     parser.add_argument("--drum-soundfont", metavar="PATH", action="append", default=[],
-                        help="drum-kit SoundFont (one preset, GM drum notes; e.g. Debian's avldrums.lv2-soundfont) "
-                        "that plays the drums of about half of the songs; repeatable")
+                        help="drum kit that plays the drums of --drum-kit-share of the songs: a Hydrogen drumkit "
+                        "folder of recorded samples (e.g. Debian's hydrogen-drumkits, /usr/share/hydrogen/data/"
+                        "drumkits/ForzeeStereo) or a drum-only SoundFont (one preset, GM drum notes; e.g. "
+                        "avldrums.lv2-soundfont); repeatable, one drawn per song")
+    parser.add_argument("--drum-kit-share", type=float, default=0.5, metavar="P",
+                        help="chance that a song's drums come from a --drum-soundfont kit rather than the song's "
+                        "SoundFont (default 0.5)")
     parser.add_argument("--mixing", choices=("standard", "holdout", "dry"), default="standard",
                         help="per-stem production chain: standard (EQ, compression, reverb, panning, loudness; "
                         "training data), holdout (effects and ranges standard never uses: for measuring how "
@@ -85,7 +90,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
                                     progress=not args.quiet, soundfonts=args.soundfont,
                                     drum_soundfonts=args.drum_soundfont, mixing=args.mixing,
                                     genres=[g.strip() for g in args.genres.split(",") if g.strip()]
-                                    if args.genres else None, chorale_share=args.chorale_share)
+                                    if args.genres else None, chorale_share=args.chorale_share,
+                                    drum_kit_share=args.drum_kit_share)
     except ValueError as err:
         raise CliError(str(err)) from err
     if "template_location" in manifest:

@@ -55,8 +55,45 @@ def soundfont_bytes(soundfont: str | None = None) -> bytes:
         raise ValueError(f"soundfont {soundfont}: file does not exist") from err
 
 
+@functools.lru_cache(maxsize=64)
+def sample_set_kind(source: str | None) -> str:
+    """``"sf2"`` for a SoundFont file, ``"hydrogen"`` for a recorded drum kit folder
+    (:mod:`tfmusic.data.drumkits`), ``"gus"`` for a GUS patch bank folder (:mod:`tfmusic.data.patches`)."""
+    from tfmusic.data import drumkits, patches
+
+    if source in (None, BUNDLED) or not storage.is_dir(source):
+        return "sf2"
+    if drumkits.is_kit(source):
+        return "hydrogen"
+    if patches.is_bank(source):
+        return "gus"
+    raise ValueError(f"{source}: a folder that is neither a Hydrogen drum kit (drumkit.xml) "
+                     "nor a GUS patch bank (Tone_000/*.pat)")
+
+
+def is_drum_kit(source: str | None) -> bool:
+    """True when a drum source is a recorded Hydrogen kit folder rather than a SoundFont file."""
+    return sample_set_kind(source) == "hydrogen"
+
+
+def render_samples(source: str, part: Part, seconds: float, sample_rate: int) -> np.ndarray:
+    """One part from a recorded sample set (kit or patch bank) at ``sample_rate``: float32 ``(2, n)``."""
+    from tfmusic.data import drumkits, patches
+
+    if is_drum_kit(source):
+        return drumkits.render_kit(source, part.notes, seconds, sample_rate)
+    return patches.render_bank(source, part.program, part.is_drum, part.notes, seconds, sample_rate)
+
+
 @functools.lru_cache(maxsize=8)
 def _soundfont_sha256(soundfont: str | None) -> str:
+    from tfmusic.data import drumkits, patches
+
+    kind = sample_set_kind(soundfont)
+    if kind == "hydrogen":
+        return drumkits.kit_sha256(soundfont)
+    if kind == "gus":
+        return patches.bank_sha256(soundfont)
     return hashlib.sha256(soundfont_bytes(soundfont)).hexdigest()
 
 
@@ -65,8 +102,27 @@ def soundfont_name(soundfont: str | None = None) -> str:
 
 
 def soundfont_info(soundfont: str | None = None) -> dict:
-    """Check a SoundFont before a job starts (exists, SoundFont 2, renders a note); returns its
-    name, size and sha256 (recorded in the manifest, and checked by every worker)."""
+    """Check a sample set before a job starts; returns its name, sha256 (checked by every worker) and,
+    for the sets :mod:`tfmusic.data.sample_sets` lists, package, licence and role: the manifest's record."""
+    from tfmusic.data import drumkits, patches, sample_sets
+
+    kind = sample_set_kind(soundfont)
+    if kind == "hydrogen":
+        info = drumkits.kit_info(soundfont)
+    elif kind == "gus":
+        info = patches.bank_info(soundfont)
+    else:
+        info = _sf2_info(soundfont)
+    entry = sample_sets.known(soundfont)
+    if entry is not None:
+        info.update(package=entry.package, license=info.get("license") or entry.license, role=entry.role)
+        if kind == "hydrogen":  # Debian's copyright file is the authority; the kit's own words are kept
+            info.update(license=entry.license, kit_license_text=drumkits.load_kit(soundfont).license)
+    return info
+
+
+def _sf2_info(soundfont: str | None) -> dict:
+    """A SoundFont's check: exists, SoundFont 2, renders a note."""
     data = soundfont_bytes(soundfont)
     name = soundfont_name(soundfont)
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"sfbk":
@@ -78,7 +134,7 @@ def soundfont_info(soundfont: str | None = None) -> dict:
         raise ValueError(f"soundfont {soundfont or name}: the renderer cannot use it ({err})") from err
     if not np.abs(audio).max() > 0:
         raise ValueError(f"soundfont {soundfont or name}: renders silence for GM program 0 (piano)")
-    return {"name": name, "bytes": len(data), "sha256": _soundfont_sha256(soundfont)}
+    return {"name": name, "kind": "sf2", "bytes": len(data), "sha256": _soundfont_sha256(soundfont)}
 
 
 def renderer_version() -> str:

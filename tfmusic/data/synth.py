@@ -47,10 +47,10 @@ from tfmusic.audio.io import resample, to_int16, wav_bytes
 from tfmusic.data import compose
 from tfmusic.data.stems import taxonomy as tx
 from tfmusic.data.soundfonts import (  # noqa: F401  (re-exported: rendering is part of this API)
-    BUNDLED, RENDER_RATE, SYSTEM_SOUNDFONT, _render_48k, check_soundfont, default_soundfonts, part_midi,
-    renderer_version, soundfont_bytes, soundfont_info, soundfont_name, soundfont_path)
+    BUNDLED, RENDER_RATE, SYSTEM_SOUNDFONT, _render_48k, check_soundfont, default_soundfonts, is_drum_kit, part_midi, render_samples,
+    renderer_version, sample_set_kind, soundfont_bytes, soundfont_info, soundfont_name, soundfont_path)
 from tfmusic.data.synth_plan import (  # noqa: F401  (re-exported: the plan is part of this API)
-    CHORALE_SHARE, DEFAULT_SECONDS, INCLUDE_P, PROGRAMS, SAMPLE_RATES, SECTION_BEATS, Part, SongPlan, chorale_paths,
+    CHORALE_SHARE, DEFAULT_SECONDS, DRUM_KIT_SHARE, INCLUDE_P, PROGRAMS, SAMPLE_RATES, SECTION_BEATS, Part, SongPlan, chorale_paths,
     chorale_voices, plan_song, plan_summary, song_name)
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,10 @@ def render_part(part: Part, seconds: float, sample_rate: int, soundfont: str | N
     from tfmusic.data import mixing
 
     total = int(round(seconds * sample_rate))
-    audio = resample(_render_48k(part, seconds, soundfont_bytes(soundfont)), RENDER_RATE, sample_rate)
+    if sample_set_kind(soundfont) != "sf2":  # recorded samples: rendered note by note at the song's rate
+        audio = render_samples(soundfont, part, seconds, sample_rate)
+    else:
+        audio = resample(_render_48k(part, seconds, soundfont_bytes(soundfont)), RENDER_RATE, sample_rate)
     out = np.zeros((2, total), dtype=np.float32)
     n = min(total, audio.shape[1])
     out[:, :n] = audio[:, :n]
@@ -169,11 +172,12 @@ class SynthSettings:
     mixing: str = "standard"
     genres: tuple[str, ...] | None = None
     chorale_share: float = CHORALE_SHARE
+    drum_kit_share: float = DRUM_KIT_SHARE
 
     def plan(self, index: int) -> SongPlan:
         return plan_song(self.seed, index, self.seconds, self.sample_rate, soundfonts=len(self.soundfonts),
                          drum_soundfonts=len(self.drum_soundfonts), mixing_style=self.mixing,
-                         genres=self.genres, chorale_share=self.chorale_share)
+                         genres=self.genres, chorale_share=self.chorale_share, drum_kit_share=self.drum_kit_share)
 
     def render(self, index: int) -> tuple[dict[str, bytes], dict]:
         return render_files(self.plan(index), self.soundfonts, self.drum_soundfonts)
@@ -185,7 +189,8 @@ class SynthSettings:
         n = len(self.soundfonts)
         return {"seed": self.seed, "seconds": self.seconds, "sample_rate": self.sample_rate,
                 "mixing": self.mixing, "genres": list(self.genres or compose.GENRE_NAMES),
-                "chorale_share": self.chorale_share, "soundfonts": infos[:n], "drum_soundfonts": infos[n:]}
+                "chorale_share": self.chorale_share, "drum_kit_share": self.drum_kit_share,
+                "soundfonts": infos[:n], "drum_soundfonts": infos[n:]}
 
 
 def _gain_summary(scale) -> dict:
@@ -303,6 +308,7 @@ def synthesize(
     mixing: str = "standard",
     genres: Sequence[str] | None = None,
     chorale_share: float = CHORALE_SHARE,
+    drum_kit_share: float = DRUM_KIT_SHARE,
 ) -> dict:
     """The Beam job: render ``songs`` songs in parallel into ``out_dir`` (local or ``gs://``...);
     writes ``synth_manifest.json``. ``soundfonts`` default to :func:`default_soundfonts`; an entry
@@ -323,6 +329,8 @@ def synthesize(
         raise ValueError(f"mixing must be one of {', '.join(mixing_module.STYLES)}, got {mixing!r}")
     if not 0.0 <= chorale_share <= 1.0:
         raise ValueError(f"chorale share must be within [0, 1], got {chorale_share}")
+    if not 0.0 <= drum_kit_share <= 1.0:
+        raise ValueError(f"drum kit share must be within [0, 1], got {drum_kit_share}")
     for genre in genres or ():
         compose.genre_by_name(genre)
     start = time.time()
@@ -340,11 +348,14 @@ def synthesize(
     if not soundfonts:  # remote workers have the bundled font (pretty_midi), not this machine's Debian one
         soundfonts = [None] if remote_runner(beam_args) else default_soundfonts()
     fonts = tuple(checked(f, "--soundfont") for f in soundfonts)
+    kits = [f for f in fonts if is_drum_kit(f)]
+    if kits:
+        raise ValueError(f"--soundfont {kits[0]}: a drum kit folder plays only drums; give it as --drum-soundfont")
     drums = tuple(checked(f, "--drum-soundfont") for f in drum_soundfonts)
     if None in drums:
         raise ValueError("--drum-soundfont wants a drum-kit SoundFont file, not the bundled GM font")
     settings = SynthSettings(seed, seconds, sample_rate, fonts, drums, mixing,
-                             tuple(genres) if genres else None, chorale_share)
+                             tuple(genres) if genres else None, chorale_share, drum_kit_share)
     infos = [soundfont_info(f) for f in settings.all_soundfonts()]
     chorale_paths()  # fail early (and warm the corpus cache) before workers start
     out = prepare(out)

@@ -22,6 +22,7 @@ from tfmusic.data.stems import taxonomy as tx
 
 DEFAULT_SECONDS = 20.0
 CHORALE_SHARE = 0.25  # share of songs arranged from Bach chorales; the rest are composed in a genre
+DRUM_KIT_SHARE = 0.5  # chance that a song's drums come from a drum-only kit (when the job has any)
 SAMPLE_RATES = (22_050, 44_100)
 SECTION_BEATS = 8  # two 4/4 bars per section: the unit in which instruments are muted
 
@@ -223,13 +224,15 @@ def _voice_notes(rng: np.random.Generator, voice, spq: float, transpose: int) ->
 
 def plan_song(seed: int, index: int, seconds: float = DEFAULT_SECONDS, sample_rate: int = 44_100, *,
               soundfonts: int = 1, drum_soundfonts: int = 0, mixing_style: str = "standard",
-              genres: tuple[str, ...] | None = None, chorale_share: float = CHORALE_SHARE) -> SongPlan:
+              genres: tuple[str, ...] | None = None, chorale_share: float = CHORALE_SHARE,
+              drum_kit_share: float = DRUM_KIT_SHARE) -> SongPlan:
     """The arrangement of song ``index`` for ``seed``: instruments, programs, exact notes, mix settings.
 
     Song ``index`` always includes the IASS instrument ``IASS_INSTRUMENTS[index % 6]``, so any six
     consecutive songs cover vocals, drums, bass, both guitars and piano. ``soundfonts`` and
     ``drum_soundfonts`` are how many the job renders with (the plan picks one of each by index);
-    ``genres`` restricts the composed styles (default: all of :data:`compose.GENRE_NAMES`).
+    ``genres`` restricts the composed styles (default: all of :data:`compose.GENRE_NAMES`);
+    ``drum_kit_share`` is the chance that the drums are played by one of the drum-only kits.
     """
     rng = np.random.default_rng([int(seed), int(index)])
     pool = [compose.genre_by_name(g) for g in (genres or compose.GENRE_NAMES)]
@@ -289,7 +292,7 @@ def plan_song(seed: int, index: int, seconds: float = DEFAULT_SECONDS, sample_ra
     parts = [p for p in parts if p.notes]
     name = song_name(seed, index)
     soundfont = int(rng.integers(max(1, soundfonts)))
-    drum_soundfont = int(rng.integers(drum_soundfonts)) if drum_soundfonts and rng.random() < 0.5 else -1
+    drum_soundfont = int(rng.integers(drum_soundfonts)) if drum_soundfonts and rng.random() < drum_kit_share else -1
     return SongPlan(name, int(seed), int(index), float(seconds), int(sample_rate), round(tempo, 3),
                     source, n_sections, parts, genre="chorale" if use_chorale else genre.name,
                     soundfont=soundfont, drum_soundfont=drum_soundfont, mixing=mixing_style,

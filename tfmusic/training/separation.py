@@ -33,6 +33,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from tfmusic.audio.settings import N_FFT, SAMPLE_RATE, AudioSettings
+from tfmusic.data.stems.augment import Augmentation
 from tfmusic.training.config import ConfigError, TrainerConfig, deep_merge, from_dict, to_dict
 from tfmusic.training.trainer import Task, loss_scale_optimizer, minimize, scale_loss
 
@@ -52,7 +53,8 @@ class SeparationConfig:
     eval_split: str | None = "valid"  # null: no evaluation (then no plateau / early stopping)
     segment_seconds: float = 6.0
     eval_segment_seconds: float | None = None  # null: same as segment_seconds
-    augment: bool = True
+    augment: bool = True  # false: no augmentation at all (the settings below are ignored)
+    augmentation: Augmentation = dataclasses.field(default_factory=Augmentation)  # remix, eq, limiter
     samples_per_epoch: int | None = None  # examples per pass of the training pipeline
     stats_batches: int | None = 32  # batches for the input statistics; null = one full pass
     activity_weight: float = 2.0  # IASS only: weight of the activity BCE term
@@ -79,6 +81,9 @@ class SeparationConfig:
                 raise ConfigError(f"{source}: {name} must be >= 0, got {getattr(self, name)}")
         if self.stats_batches is not None and self.stats_batches < 1:
             raise ConfigError(f"{source}: stats_batches must be >= 1 or null, got {self.stats_batches}")
+        problem = self.augmentation.problem()
+        if problem:
+            raise ConfigError(f"{source}: {problem}")
         reserved = {"nb_channels", "target", "name"} & set(self.model_kwargs)
         if reserved:
             raise ConfigError(f"{source}: model_kwargs may not set {sorted(reserved)} (top-level keys)")
@@ -210,7 +215,7 @@ class SeparationTask(Task):
             cfg.data_dir, cfg.train_split, cfg.target, ctx.batch_size,
             segment_seconds=cfg.segment_seconds, channels=cfg.nb_channels, augment=augment,
             seed=ctx.seed, deterministic=ctx.deterministic, samples_per_epoch=cfg.samples_per_epoch,
-            pitch=self.pitch_labels,
+            pitch=self.pitch_labels, augmentation=cfg.augmentation,
         ))
 
     def train_dataset(self):

@@ -24,6 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfmusic.data.stems import activity, taxonomy
+from tfmusic.data.stems import augment as augment_ops
+from tfmusic.data.stems.augment import Augmentation
 from tfmusic.data.stems.splits import SPLITS, read_manifest
 
 GAIN_RANGE = (0.25, 1.25)
@@ -146,9 +148,11 @@ def make_dataset(
     samples_per_epoch: int | None = None,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
     pitch: bool = False,
+    augmentation: "Augmentation | None" = None,
 ):
     """Training batches ``(mixture, target, activity)`` of random segments from ``split``
-    (``pitch=True``: ``+ (pitch roll, pitch known)``, module docstring).
+    (``pitch=True``: ``+ (pitch roll, pitch known)``, module docstring). With ``augment``,
+    ``augmentation`` says which of :mod:`tfmusic.data.stems.augment` apply (default: all).
 
     One pass over the returned dataset is one epoch of ``samples_per_epoch`` examples (default: the
     split's stored segment count), batched with ``drop_remainder=True``. Iterating again draws new
@@ -160,6 +164,8 @@ def make_dataset(
     manifest, files = _dataset_files(data_dir, split)
     samples, frames = _check_args(manifest, target, batch_size, segment_seconds, channels)
     codec = _Codec(manifest, channels)
+    aug = augmentation or Augmentation()
+    rate = int(manifest["config"]["sample_rate"])
     if deterministic and seed is None:
         seed = 0
     n_records = int(manifest["splits"][split]["segments"])
@@ -215,6 +221,7 @@ def make_dataset(
                 extra = (_crop_roll(roll, m, frames), known)
             stem = stem * tf.random.stateless_uniform([], seed=key + [0, 100], minval=GAIN_RANGE[0],
                                                       maxval=GAIN_RANGE[1])
+            stem = augment_ops.random_eq(stem, key + [0, 300], aug.eq, aug.eq_db, rate)
             if channels == 2:
                 flip = tf.random.stateless_uniform([], seed=key + [0, 200]) < 0.5
                 stem = tf.cond(flip, lambda: tf.reverse(stem, axis=[0]), lambda: stem)
@@ -233,12 +240,23 @@ def make_dataset(
             parts, conf_t, extra = [], None, ()
             for j in range(len(insts)):
                 key = tf.stack([tf.cast(r, tf.int64), tf.constant(j, tf.int64)])
-                perm = tf.argsort(tf.random.stateless_uniform([group], seed=key))
+                perm = tf.argsort(tf.random.stateless_uniform([group], seed=key)) if aug.remix else tf.range(group)
                 parts.append(tf.gather(stems[:, j], perm))
                 if j == t_index:
                     conf_t = tf.gather(confs[:, j], perm)
                     extra = tuple(tf.gather(x, perm) for x in batch[2:])  # pitch roll + known
-            return (tf.add_n(parts), parts[t_index], conf_t) + extra
+            mix, target_audio = tf.add_n(parts), parts[t_index]
+            if aug.limiter > 0:  # one gain curve per mixture of the group (LimitAug)
+                keys = tf.stack([tf.fill([group], tf.cast(r, tf.int64)), tf.range(100, 100 + group, dtype=tf.int64)], 1)
+                mix, target_audio = tf.map_fn(
+                    lambda a: _limited(a[0], a[1], a[2]), (mix, target_audio, keys),
+                    fn_output_signature=(tf.float32, tf.float32))
+            return (mix, target_audio, conf_t) + extra
+
+        def _limited(mixture, target_audio, key):
+            limited, (limited_target,) = augment_ops.random_limiter(mixture, [target_audio], key, aug.limiter,
+                                                                    list(aug.limiter_drive_db))
+            return limited, limited_target
 
         ds = ds.map(mix_group, num_parallel_calls=autotune, deterministic=deterministic or seed is not None)
         ds = ds.unbatch()
@@ -270,6 +288,8 @@ def make_eval_dataset(
     manifest, files = _dataset_files(data_dir, split)
     samples, frames = _check_args(manifest, target, batch_size, segment_seconds, channels)
     codec = _Codec(manifest, channels)
+    aug = augmentation or Augmentation()
+    rate = int(manifest["config"]["sample_rate"])
     stride_m = max(1, samples // activity.HOP)
     n_crops = 1 + (codec.samples - samples) // (stride_m * activity.HOP)
     stem_key, act_key, pitch_key = f"stem/{target}", f"activity/{target}", f"pitch/{target}"
