@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "datasets",
     "export",
     "convert",
+    "models",
     "serve",
     "demo",
 )

@@ -28,6 +28,8 @@ Separate songs into stems with IASS and/or Open-Unmix models (one model per targ
 
 --model takes a training run directory (model.keras + config.json naming the target) or a .keras
 file (an IASS/OpenUnmix model that knows its target, or a saved Separator); repeat it per target.
+Without --model the models that ship with tfmusic are used (`tfmusic models list`; with --targets,
+the shipped model of each named target).
 Input of any sample rate is resampled to the models' rate (44.1 kHz); stems are written at that
 rate as OUT/<song>/<target>.wav, with the song's channel count. Songs whose file names collide
 (MUSDB's */mixture.wav) are named by their folder; existing stems are never replaced silently
@@ -35,6 +37,7 @@ rate as OUT/<song>/<target>.wav, with the song's channel count. Songs whose file
 (OUT/<song>/activity.csv; --plot draws it to activity.png).
 
 examples:
+  tfmusic separate song.wav --out separated                                      # the shipped models
   tfmusic separate song.wav --model runs/iass_vocals --model runs/iass_drums --out separated
   tfmusic separate a.flac b.wav --model umx_vocals.keras --targets vocals --wiener-iterations 1 --out sep
   tfmusic separate musdb/test/*/mixture.wav --model runs/umx_drums --out sep     # OUT/<track>/drums.wav
@@ -52,7 +55,8 @@ def _keras_backend(args: argparse.Namespace) -> tuple[ChunkFn, list[str]]:
     from tfmusic.models.separator import load_separator
 
     if not args.model:
-        raise CliError("give at least one --model (a training run directory or a .keras file)")
+        args.model, shipped_residual = _shipped_models(args.targets)
+        args.residual = args.residual or shipped_residual
     try:
         separator = load_separator(
             args.model,
@@ -61,11 +65,37 @@ def _keras_backend(args: argparse.Namespace) -> tuple[ChunkFn, list[str]]:
             activity_threshold=args.activity_threshold,
             median_frames=args.median_frames,
             stft_method="fft",  # in process: FFT is ~20x faster than the exportable DFT basis
+            residual=args.residual,
         )
     except ValueError as err:
         raise CliError(str(err)) from err
 
-    return graph_chunk_fn(separator), list(separator.target_names)
+    return graph_chunk_fn(separator), list(separator.target_names) + ([args.residual] if args.residual else [])
+
+
+def _shipped_models(targets: list[str] | None) -> tuple[list[str], str | None]:
+    """The shipped default model per target (``tfmusic models list``), sha256-checked, and the
+    shipped residual target ("other": the mixture minus the others) when it is wanted; says which."""
+    from tfmusic.cli.main import CliError
+    from tfmusic.models import pretrained
+
+    try:
+        residual = pretrained.residual_target()
+        wanted = None if targets is None else [t for t in targets if t != residual]
+        chosen = pretrained.default_models(wanted)
+        if not chosen:
+            raise CliError("no models ship with this installation: give at least one --model "
+                           "(a training run directory or a .keras file)")
+        paths = [str(pretrained.model_path(name)) for name in chosen.values()]
+    except pretrained.PretrainedError as err:
+        raise CliError(str(err)) from err
+    if targets is not None and residual not in targets:
+        residual = None
+    print("tfmusic separate: no --model given, using the shipped models "
+          + ", ".join(f"{name} ({target})" for target, name in chosen.items())
+          + (f" and {residual} = the mixture minus them" if residual else "")
+          + " (tfmusic models info NAME)", file=sys.stderr)
+    return paths, residual
 
 
 # Other areas add entries (e.g. "onnx", a TF Serving client); keep factories' imports lazy.
@@ -206,9 +236,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="SONG", help="audio files (wav/flac/ogg/aiff; any rate, mono/stereo)")
     parser.add_argument("--model", action="append", metavar="RUN_OR_KERAS",
-                        help="training run directory or .keras file; repeat once per target")
+                        help="training run directory or .keras file; repeat once per target (default: the "
+                        "shipped models, `tfmusic models list`)")
     parser.add_argument("--targets", type=_target_list, metavar="A,B",
                         help="targets to separate (default: every model's target); names unnamed models in order")
+    parser.add_argument("--residual", default=None, metavar="NAME",
+                        help="also write NAME.wav = the mixture minus every target's estimate (e.g. other, for "
+                        "MUSDB's four stems; the shipped models do this for 'other')")
     parser.add_argument("--out", default="separated", metavar="DIR", help="output folder (default: %(default)s)")
     parser.add_argument("--chunk-seconds", type=float, default=None,
                         help="chunk length; bounds memory (default: 20, or 10 with Wiener filtering; a 10-minute "

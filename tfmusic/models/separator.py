@@ -1,7 +1,7 @@
 """Waveform-in, waveforms-out separation with one spectrogram model per target.
 
 ``Separator({"vocals": iass, "drums": umx, ...})(waveform (B, C, S))`` returns
-``{target: (B, C, S)}`` plus ``{f"{target}_activity": (B, T)}`` (per-frame activity probability,
+``{target: (B, C, S)}`` (and, with ``residual="other"``, the mixture minus all of them) plus ``{f"{target}_activity": (B, T)}`` (per-frame activity probability,
 ``sigmoid(activity_logits)``) for every IASS target, and ``{f"{target}_pitch": (B, 88, T)}`` (per-key
 probabilities, keys first so frames stay the last axis) for every IASS+pitch target. Steps: STFT (``center=True`` so edges
 reconstruct), magnitude, each model's mask, then either the mask applied to the complex mixture
@@ -93,11 +93,15 @@ class Separator(keras.Model):
         wiener_iterations: int = 0,
         pad_mode: str = "reflect",
         stft_method: str = "dft",
+        residual: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         if not targets:
             raise ValueError("Separator needs at least one target model")
+        if residual is not None and (residual in targets or residual.endswith(("_activity", "_pitch"))):
+            raise ValueError(f"residual name {residual!r} clashes with a target or its activity / pitch outputs")
+        self.residual = residual
         if wiener_iterations < 0:
             raise ValueError(f"wiener_iterations must be >= 0, got {wiener_iterations}")
         for name, model in targets.items():
@@ -168,6 +172,8 @@ class Separator(keras.Model):
             y_im = [im[j] for j in range(len(self.target_names))]
         for name, re, im in zip(self.target_names, y_re, y_im):
             outputs[name] = self.istft(re, im, length=length)
+        if self.residual is not None:  # everything the targets did not take (MUSDB's "other")
+            outputs[self.residual] = waveform - sum(outputs[name] for name in self.target_names)
         return outputs
 
     def get_config(self) -> dict:
@@ -179,6 +185,7 @@ class Separator(keras.Model):
             wiener_iterations=self.wiener_iterations,
             pad_mode=self.pad_mode,
             stft_method=self.stft_method,
+            residual=self.residual,
         )
         return config
 
@@ -229,8 +236,10 @@ def load_separator(
     n_fft: int | None = None,
     hop_length: int | None = None,
     stft_method: str = "dft",
+    residual: str | None = None,
 ) -> Separator:
     """Build a :class:`Separator` from ``.keras`` files / run directories (or saved Separators).
+    ``residual``: also output the mixture minus every target's estimate under that name.
 
     Target names come from each run's ``config.json`` ("target") or the model's own ``target``.
     ``targets``: if every model is unnamed and the counts match, names assigned in order; otherwise
@@ -271,4 +280,4 @@ def load_separator(
             if median_frames is not None:
                 model.median_frames = int(median_frames)
     return Separator(chosen, n_fft=n_fft, hop_length=hop_length, wiener_iterations=wiener_iterations,
-                     stft_method=stft_method)
+                     stft_method=stft_method, residual=residual)
