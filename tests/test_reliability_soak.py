@@ -19,3 +19,18 @@ def test_twenty_second_soak_with_a_version_change(tmp_path):
     assert report["requests"] > 50 and report["unexpected"] == {}
     assert report["codes"].get("OK", 0) > 0 and set(report["codes"]) <= {
         "OK", "INVALID_ARGUMENT", "INTERNAL", "RESOURCE_EXHAUSTED"}
+
+
+def test_an_answer_naming_the_wrong_version_is_a_wrong_output():
+    """The soak's output check can fail: version 2 answers differently, and a response that names one
+    version but carries the other's outputs, or no version's, is reported."""
+    spec = importlib.util.spec_from_file_location("soak", SOAK)
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    import numpy as np
+
+    expected = {1: {"vocals": np.zeros(4, np.float32)}, 2: {"vocals": np.ones(4, np.float32)}}
+    assert soak.output_problem("predict", 1, expected[1], expected) is None
+    assert soak.output_problem("rest_predict", None, expected[2], expected) is None  # REST names no version
+    assert "names version 2" in soak.output_problem("predict", 2, expected[1], expected)
+    assert "match no published version" in soak.output_problem("predict", 1, {"vocals": np.full(4, 0.5)}, expected)
