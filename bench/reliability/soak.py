@@ -346,14 +346,17 @@ def fault_table(path: Path) -> str:
     rows: dict[str, list] = {}
     for line in path.read_text().splitlines() if path.is_file() else []:
         record = json.loads(line)
-        entry = rows.setdefault(record["scenario"], [[], 0, 0])
+        entry = rows.setdefault(record["scenario"], [[], 0, None])
         entry[0].append(record["fault"])
         entry[1] += bool(record["survived"])
-        entry[2] += int(record["data_lost"])
+        entry[2] = record["data_lost"]  # one figure per scenario run, repeated on each of its faults
     lines = ["## Faults injected (kill, client and fuzz tests)", "",
+             "Survived: the test saw the system get past the fault. Data lost: outputs missing or not equal to "
+             "an undisturbed run's, as the test measured them.", "",
              "| scenario | faults injected | survived | data lost |", "|---|---|---|---|"]
     for scenario, (faults, survived, lost) in rows.items():
-        lines.append(f"| {scenario} | {len(faults)}: {', '.join(faults)} | {survived} | {lost} |")
+        lost_text = "not measured (the test failed first)" if lost is None else lost
+        lines.append(f"| {scenario} | {len(faults)}: {', '.join(faults)} | {survived} of {len(faults)} | {lost_text} |")
     if not rows:
         lines.append("| (no records: run the tests with TFMUSIC_RELIABILITY_LOG set) | | | |")
     return "\n".join(lines) + "\n"
