@@ -62,23 +62,6 @@ def schedule(steps: int) -> dict:
             "ramp_iterations": max(1.0, PAPER_RAMP * steps / PAPER_STEPS)}
 
 
-def check_reusable(run_dir: Path, steps: int, batch_size: int) -> None:
-    """A finished run is reused only at this budget: its config's steps and batch size and its last
-    checkpoint's step must be this invocation's, else the row would carry a budget the run did not have."""
-    import tensorflow as tf
-
-    trainer = json.loads((run_dir / "config.json").read_text()).get("trainer", {}) \
-        if (run_dir / "config.json").is_file() else {}
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    last = int(Path(latest).name.split("-")[-1]) if latest else None
-    have = {"steps": trainer.get("steps"), "batch size": trainer.get("batch_size"), "last checkpoint step": last}
-    want = {"steps": steps, "batch size": batch_size, "last checkpoint step": steps}
-    wrong = [f"{k} {have[k]} (not {want[k]})" for k in want if have[k] != want[k]]
-    if wrong:
-        raise SystemExit(f"{run_dir}: already trained with {', '.join(wrong)}; rerun with that budget "
-                         "or train into a new --out")
-
-
 def run_one(arch: str, objective: str, seed: int, data_dir: Path, out: Path, steps: int, batch_size: int,
             eval_batches: int, init: str, progress: bool, weights: str = "final") -> dict:
     """Train (unless trained) and score one model with its ``weights``: "final" (the step-``steps`` weights) or
@@ -86,7 +69,7 @@ def run_one(arch: str, objective: str, seed: int, data_dir: Path, out: Path, ste
     non-monotone, so it can be a very early checkpoint). New runs keep those weights in model.keras
     (``trainer.keep_model``); runs from before that option kept "best" and are scored "final" from their
     last checkpoint."""
-    from experiment_vae import _tensorboard_seconds, export_checkpoint
+    from experiment_vae import _tensorboard_seconds, check_reusable, export_checkpoint
     from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
 
     model = f"dmelodies-{arch}"
