@@ -172,14 +172,20 @@ def run(out_dir: Path) -> list[dict]:
                  ours1["peak_gb"] <= joint["peak_gb"], "notes": "ru_maxrss of each side's process"})
     with tempfile.TemporaryDirectory() as folder:
         _child(["write-long", folder])
+        oracles_only = None
         for with_models, what in ((False, "3 oracles x 2 targets"), (True, "2 models + 3 oracles x 2 targets")):
             long = _child(["long", folder] + (["models"] if with_models else []))
+            # the reference is measured: the oracles-only run for the row with models; none for the first
+            reference = oracles_only["peak_gb"] if with_models else None
             rows.append({"what": f"evaluation pipeline peak memory, {LONG_SONG_SECONDS / 60:g}-minute stereo song, "
-                                 f"{what}", "ours": long["peak_gb"], "reference": MEMORY_BOUND_GB, "unit": "GB",
-                         "ratio": MEMORY_BOUND_GB / long["peak_gb"], "target": f"< {MEMORY_BOUND_GB:g} GB",
-                         "met": long["peak_gb"] < MEMORY_BOUND_GB,
-                         "notes": f"{long['seconds']:.0f} s wall, {long['docs']} method documents; process before "
+                                 f"{what}", "ours": long["peak_gb"], "reference": reference, "unit": "GB",
+                         "ratio": reference / long["peak_gb"] if reference else None,
+                         "target": f"< {MEMORY_BOUND_GB:g} GB", "met": long["peak_gb"] < MEMORY_BOUND_GB,
+                         "notes": ("reference: the same song with the 3 oracles only (this run); " if with_models
+                                   else "no reference measured (the bound is the target); ")
+                                  + f"{long['seconds']:.0f} s wall, {long['docs']} method documents; process before "
                                   f"the song (models loaded): {long['base_gb']:.2f} GB; load {long['load']}"})
+            oracles_only = oracles_only or long
     return rows
 
 

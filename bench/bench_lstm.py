@@ -9,7 +9,8 @@ frames (6 s). Sides, interleaved, best of ``TFMUSIC_BENCH_REPEATS`` (3), 2 threa
   XLA loop, analytic backward), what Open-Unmix trains with;
 - PyTorch ``nn.LSTM`` (bidirectional), the reference; gradients of the same sum-of-squares loss.
 All Keras variants compute the same maths with the same weights (checked: max |diff| of the
-outputs and gradients against ``loop`` is reported).
+outputs and gradients against ``loop`` is reported, absolute and relative to each tensor's scale);
+the fused row is met only when it is as fast as PyTorch and within ``SAME_MATHS`` of the loop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from timing import interleaved, load_note, overloaded
 
 BATCH, FRAMES, FEATURES, UNITS = 4, 255, 512, 256
+SAME_MATHS = 1e-4  # largest |diff| vs the loop, relative to the loop tensor's largest value: float32 order only
 
 
 def run(out_dir: Path) -> list[dict]:
@@ -61,9 +63,15 @@ def run(out_dir: Path) -> list[dict]:
     fns = {"loop": grad_fn(layers["loop"], False), "unroll": grad_fn(layers["unroll"], False),
            "xla": grad_fn(layers["loop"], True), "fused": grad_fn(layers["fused"], False)}
     outs = {k: f(x) for k, f in fns.items()}
-    diffs = {k: max(float(np.max(np.abs(a - b))) for a, b in zip([outs[k][0], *outs[k][1]],
-                                                                  [outs["loop"][0], *outs["loop"][1]]))
-             for k in ("unroll", "xla", "fused")}
+
+    def gaps(k):
+        """(max |diff|, max |diff| / the loop tensor's max |value|) over outputs and gradients."""
+        pairs = list(zip([outs[k][0], *outs[k][1]], [outs["loop"][0], *outs["loop"][1]]))
+        absolute = [float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in pairs]
+        scales = [max(float(np.max(np.abs(np.asarray(b)))), 1e-6) for _, b in pairs]
+        return max(absolute), max(d / s for d, s in zip(absolute, scales))
+
+    diffs = {k: gaps(k) for k in ("unroll", "xla", "fused")}
 
     sides = {k: (lambda f=f: [t.numpy() for t in f(x)[1]]) for k, f in fns.items()}
     try:
@@ -88,13 +96,22 @@ def run(out_dir: Path) -> list[dict]:
             "loop": "Keras' while loop, as inference and exports run it",
             "unroll": "what training ran with trainer.fused_lstm=false"}
     for k in ("fused", "loop", "unroll", "xla"):
+        same = k not in diffs or diffs[k][1] <= SAME_MATHS
+        if k != "fused":
+            met = None
+        elif not same:  # faster at other maths is not a result
+            met = False
+        else:
+            met = (reference / best[k] >= 1.0) if reference and not overloaded(loads) else None
         rows.append({
             "what": f"Open-Unmix BiLSTM layer fwd+bwd ({k}) vs PyTorch nn.LSTM, batch {BATCH} x {FRAMES} frames",
             "ours": best[k], "reference": reference, "unit": "s", "ratio": reference / best[k] if reference else None,
-            "target": ">= 1.0" if k == "fused" else "informative",
-            "met": (reference / best[k] >= 1.0) if k == "fused" and reference and not overloaded(loads) else None,
+            "target": f">= 1.0, outputs and gradients within {SAME_MATHS:.0e} of the loop's scale" if k == "fused"
+                      else "informative",
+            "met": met,
             "notes": "; ".join([what.get(k, "the loop XLA-compiled"), *(
-                [f"max |diff| vs loop {diffs[k]:.1e} (outputs and gradients)"] if k in diffs else []),
+                [f"max |diff| vs loop {diffs[k][0]:.1e} = {diffs[k][1]:.1e} of scale (outputs and gradients)"
+                 + ("" if same else " (NOT THE SAME MATHS)")] if k in diffs else []),
                 load_note(loads)])})
     return rows
 

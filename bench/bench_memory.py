@@ -4,8 +4,10 @@ Each batch size runs in a fresh process (``ru_maxrss`` is a high-water mark) tha
 takes 2 training steps on a fixed synthetic batch and prints its peak RSS (and the second step's
 time, with the load). Batches: ``TFMUSIC_BENCH_MEMORY_BATCHES`` (default ``2,4,16``); without
 recomputation only batches <= 4 are run and batch 16 is extrapolated linearly (activations grow with
-the batch, weights and optimizer state do not): it needs ~11 GB, which would push a shared box into
-an OOM kill. With recomputation (``trainer.recompute``, the default) batch 16 is measured.
+the batch, weights and optimizer state do not), because it would push a shared box into an OOM
+kill: that row is marked extrapolated and gets no verdict (``met`` stays empty). With recomputation
+(``trainer.recompute``, the default) batch 16 is measured. The 8 GB bound is the target; no
+reference is measured, so the reference and ratio columns stay empty.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def _measure(batch: int, policy: str, recompute: bool) -> dict:
 
 def run(out_dir: Path) -> list[dict]:
     """One row per variant: the trainer default (blocks recomputed), fp32 without it (batch 16 there is
-    extrapolated: it needs ~11 GB) and mixed_bfloat16 with it."""
+    extrapolated, not measured) and mixed_bfloat16 with it."""
     batches = [int(b) for b in os.environ.get("TFMUSIC_BENCH_MEMORY_BATCHES", "2,4,16").split(",")]
     rows = []
     for policy, recompute in (("float32", True), ("float32", False), ("mixed_bfloat16", True)):
@@ -69,18 +71,21 @@ def run(out_dir: Path) -> list[dict]:
         if not good:
             rows.append({"what": f"IASS training peak RSS, {name}", "notes": f"failed: {points}"})
             continue
-        if any(p["batch"] == 16 for p in good):
+        measured = any(p["batch"] == 16 for p in good)
+        if measured:
             at16, how = next(p["peak_gb"] for p in good if p["batch"] == 16), "measured"
         elif len(good) >= 2:
             slope, intercept = np.polyfit([p["batch"] for p in good], [p["peak_gb"] for p in good], 1)
-            at16, how = float(intercept + 16 * slope), f"extrapolated: {intercept:.2f} GB + {slope:.2f} GB/example"
+            at16, how = (float(intercept + 16 * slope),
+                         f"EXTRAPOLATED, not measured: {intercept:.2f} GB + {slope:.2f} GB/example (no verdict)")
         else:
             at16, how = float("nan"), "one point only"
         rows.append({
-            "what": f"IASS training peak RSS, batch 16 x 6 s mono, {name}", "ours": at16, "reference": TARGET_GB,
-            "unit": "GB", "ratio": TARGET_GB / at16 if at16 == at16 else None, "target": f"< {TARGET_GB:g} GB",
-            "met": bool(at16 < TARGET_GB) if at16 == at16 else None,
-            "notes": f"{how}; measured peaks " + ", ".join(
+            "what": f"IASS training peak RSS, batch 16 x 6 s mono, {name}" + ("" if measured else " (extrapolated)"),
+            "ours": at16, "reference": None, "unit": "GB", "ratio": None, "target": f"< {TARGET_GB:g} GB",
+            # only a measured peak decides; an extrapolation is reported, never met or missed
+            "met": bool(at16 < TARGET_GB) if measured else None,
+            "notes": f"{how}; no reference measured (the bound is the target); measured peaks " + ", ".join(
                 f"b{p['batch']}: {p['peak_gb']:.2f}" if "peak_gb" in p else f"b{p['batch']}: {p['error']}"
                 for p in points) + " GB (subprocess ru_maxrss, 2 steps; peak memory does not depend on load); "
                 f"step s " + ", ".join(f"b{p['batch']}: {p['step_s']:.1f}" for p in good) +

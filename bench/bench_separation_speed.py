@@ -11,8 +11,11 @@ Rows (ratio = reference time / ours, > 1 means ours is faster):
   the ratio. The PyTorch Open-Unmix run is timed once and shared with the row above.
 - Training step (forward + backward + Adam) on precomputed 6 s magnitudes: IASS (MSE + 2 x BCE)
   and Open-Unmix (MSE), batch ``TFMUSIC_BENCH_BATCH`` (default 4: the spec's batch 16 of 6 s
-  needs over 10 GB for the Keras IASS step, which a 2-core CI box may not have); Open-Unmix also
-  as training steps per second (ratio = ours / PyTorch, > 1 means ours is faster).
+  needs over 10 GB for the Keras IASS step without recomputation); Open-Unmix also as training
+  steps per second (ratio = ours / PyTorch, > 1 means ours is faster). The Keras side runs what
+  ``tfmusic train`` runs by default (``tfmusic.training.rewrites``: fused BatchNorm, LSTM and Adam,
+  and for IASS its U-Net blocks recomputed, ``trainer.recompute``); IASS without recomputation is
+  timed in the same interleaved run as an informative row.
 
 Both sides use the same 2 CPU threads budget (torch.set_num_threads(2); TF default on 2 cores).
 Environment knobs for a loaded machine: ``TFMUSIC_BENCH_BATCH`` (training batch),
@@ -254,9 +257,30 @@ def _bench_umx_inference(repeats: int, seconds: int) -> list[dict]:
     ]
 
 
-def _bench_training(repeats: int, batch: int) -> list[dict]:
-    import keras
+def _keras_step(name: str, model, optimizer):
+    """One tf.function training step (forward, MSE (+ 2 x BCE for IASS), backward, Adam) of ``model``."""
     import tensorflow as tf
+
+    @tf.function(jit_compile=False)
+    def step(m, t, y):
+        with tf.GradientTape() as tape:
+            out = model(m, training=True)
+            loss = tf.reduce_mean(tf.square(out["estimate"] - t))
+            if name == "IASS":
+                loss += 2.0 * tf.reduce_mean(
+                    tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=out["activity_logits"]))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
+def _bench_training(repeats: int, batch: int) -> list[dict]:
+    """Training steps vs PyTorch. Each Keras model gets the rewrites ``tfmusic train`` applies by default
+    (fused BatchNorm, LSTM and Adam; IASS: its U-Net blocks recomputed, ``trainer.recompute``); IASS is
+    also timed without recomputation, in the same interleaved run, as its own informative row."""
+    import keras
     import torch
 
     from tfmusic.models.iass import IASS
@@ -271,21 +295,22 @@ def _bench_training(repeats: int, batch: int) -> list[dict]:
         mag = rng.random((batch, channels, frames, N_BINS), dtype=np.float32)
         target = rng.random((batch, channels, frames, N_BINS), dtype=np.float32)
         labels = (rng.random((batch, frames)) > 0.5).astype(np.float32)
-        model = IASS() if name == "IASS" else OpenUnmix()
-        optimizer = keras.optimizers.Adam(1e-3)
-        apply_rewrites(TrainerConfig(), [model, optimizer])  # the trainer's default fused BatchNorm, LSTM, Adam
-
-        @tf.function(jit_compile=False)
-        def step(m, t, y, model=model, optimizer=optimizer, name=name):
-            with tf.GradientTape() as tape:
-                out = model(m, training=True)
-                loss = tf.reduce_mean(tf.square(out["estimate"] - t))
-                if name == "IASS":
-                    loss += 2.0 * tf.reduce_mean(
-                        tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=out["activity_logits"]))
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
+        # IASS: the trainer default (recompute on) and recompute off, same start weights
+        variants = {"default": TrainerConfig()} if name == "Open-Unmix" else {
+            "default": TrainerConfig(), "no_recompute": TrainerConfig(recompute=False)}
+        sides, weights = {}, None
+        for variant, config in variants.items():
+            keras.utils.set_random_seed(0)
+            model = IASS() if name == "IASS" else OpenUnmix()
+            model(mag[:1], training=False)
+            if weights is None:
+                weights = model.get_weights()
+            model.set_weights(weights)
+            optimizer = keras.optimizers.Adam(1e-3)
+            blocks = model.unet_blocks() if name == "IASS" else []
+            apply_rewrites(config, [model, optimizer], blocks)  # what Trainer._set_rewrites applies
+            step = _keras_step(name, model, optimizer)
+            sides[variant] = lambda step=step: float(step(mag, target, labels))
 
         if name == "IASS":
             ref = _torch_iass().train()
@@ -308,16 +333,28 @@ def _bench_training(repeats: int, batch: int) -> list[dict]:
             opt.step()
             return float(loss)
 
-        ours, reference, load = _pair(lambda: float(step(mag, target, labels)), torch_step, repeats)
+        best, loads = interleaved({**sides, "reference": torch_step}, repeats)
+        load = load_note(loads)
+        ours, reference = best["default"], best["reference"]
         who = "OUR PyTorch port of IASS from the spec" if name == "IASS" else "openunmix 1.3 (the authors' PyTorch)"
-        rows.append(_row(f"{name} training step, batch {batch} x 6 s ({'mono' if channels == 1 else 'stereo'})",
-                         ours, reference, "s/step", 2.0 if name == "IASS" else 1.0,
-                         f"forward + backward + Adam (no weight decay either side) on precomputed magnitudes, with the "
-                         f"trainer's fused BatchNorm, LSTM and Adam; "
-                         f"tf.function vs {who}, eager; {load}"))
-        if name == "Open-Unmix":
-            rows.append(_row(f"Open-Unmix training steps per second, batch {batch} x 6 s stereo: "
-                             "our Keras UMX vs PyTorch UMX", 1.0 / ours, 1.0 / reference, "steps/s", 1.0,
+        shape = f"batch {batch} x 6 s ({'mono' if channels == 1 else 'stereo'})"
+        common = (f"forward + backward + Adam (no weight decay either side) on precomputed magnitudes; "
+                  f"tf.function vs {who}, eager; {load}")
+        if name == "IASS":
+            rows.append(_row(f"IASS training step, {shape}, as `tfmusic train` runs it (blocks recomputed, "
+                             "trainer default)", ours, reference, "s/step", 2.0,
+                             f"the trainer's default rewrites: fused BatchNorm and Adam, U-Net blocks recomputed "
+                             f"(trainer.recompute); {common}"))
+            rows.append(_row(f"IASS training step, {shape}, trainer.recompute=false (not the default)",
+                             best["no_recompute"], reference, "s/step", None,
+                             f"informative: the same step without recomputation (more memory: bench_memory.py); "
+                             f"recompute costs {best['default'] / best['no_recompute']:.2f}x "
+                             f"per step here; {common}"))
+        else:
+            rows.append(_row(f"Open-Unmix training step, {shape}", ours, reference, "s/step", 1.0,
+                             f"the trainer's default rewrites: fused BatchNorm, LSTM and Adam (nothing to recompute); {common}"))
+            rows.append(_row(f"Open-Unmix training steps per second, {shape}: our Keras UMX vs PyTorch UMX",
+                             1.0 / ours, 1.0 / reference, "steps/s", 1.0,
                              f"same batch shape and loss (MSE) + Adam; ratio = ours / PyTorch; {load}",
                              higher_is_better=True))
     return rows

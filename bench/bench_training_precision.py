@@ -21,11 +21,10 @@ row carries the 1-minute load average seen by each side, flagged when they diffe
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from timing import interleaved, load_note, overloaded
+from timing import interleaved, load_note, overloaded, trainer_step_seconds
 
 SR = 44100
 
@@ -178,22 +177,16 @@ def _train_stft_rows(batch: int, repeats: int) -> list[dict]:
 
 
 def _trainer_step_seconds(trainer: dict, steps: int) -> float:
-    """Seconds per step of ``Trainer.fit`` on a small UMX, from the trainer's own throughput meter
-    (every call after the first, so tracing and XLA compilation are left out)."""
-    from tfmusic.training.trainer import Trainer
+    """Seconds per step of ``Trainer.fit`` on a small UMX (``timing.trainer_step_seconds``: the trainer's own
+    throughput meter, tracing and XLA compilation left out)."""
+    import tensorflow as tf
 
     task, data = _task("umx", 2, 1.0, 4, "float32", dict(hidden_size=64, nb_layers=1),
                        dict(log_every=steps, eval_every=10**6, summaries=False, grad_norm=False, **trainer))
-    import tensorflow as tf
-
     task.train_dataset = lambda: tf.data.Dataset.from_tensors(data).repeat()
     task.eval_dataset = lambda: None
     task.prepare = lambda: None
-    task.config.trainer.steps = steps
-    with tempfile.TemporaryDirectory() as tmp:
-        fitted = Trainer(task, task.config.trainer, Path(tmp) / "run", progress=False)
-        fitted.fit()
-        return 1.0 / fitted._final["steps_per_second"]
+    return trainer_step_seconds(task, steps)
 
 
 def _option_rows(k: int) -> list[dict]:

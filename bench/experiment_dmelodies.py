@@ -69,7 +69,7 @@ def run_one(arch: str, objective: str, seed: int, data_dir: Path, out: Path, ste
     non-monotone, so it can be a very early checkpoint). New runs keep those weights in model.keras
     (``trainer.keep_model``); runs from before that option kept "best" and are scored "final" from their
     last checkpoint."""
-    from experiment_vae import _tensorboard_seconds, export_checkpoint
+    from experiment_vae import _tensorboard_seconds, check_reusable, export_checkpoint
     from tfmusic.training.vae import VAEConfig, evaluate_run, open_data, train_run
 
     model = f"dmelodies-{arch}"
@@ -77,7 +77,8 @@ def run_one(arch: str, objective: str, seed: int, data_dir: Path, out: Path, ste
     cfg = VAEConfig(model=model, objective=objective, seed=seed, init=init, **schedule(steps))
     data = open_data(model, data_dir)
     if (run_dir / "model.keras").is_file():
-        print(f"{run_dir}: already trained, evaluating only", flush=True)
+        check_reusable(run_dir, steps, batch_size)
+        print(f"{run_dir}: already trained ({steps} steps), evaluating only", flush=True)
     else:
         train_run(cfg, data, run_dir, data_dir=str(data_dir), batch_size=batch_size, steps=steps,
                   eval_every=max(1, steps // 4), eval_steps=5, progress=progress, keep_model=weights)

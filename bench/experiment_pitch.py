@@ -84,10 +84,14 @@ def markdown(record: dict) -> str:
              f"{b['segment_seconds']} s excerpts, lr {b['lr']}, seed {b['seed']}, pitch_weight {b['pitch_weight']} "
              f"(activity_weight 2 for both).",
              f"Machine: {record['machine']}; load average (1/5/15 min) at start {record['load_start']}, at end "
-             f"{record['load_end']}. Total wall time {record['total_seconds']:.0f} s "
-             f"({record['total_seconds'] / 60:.1f} min).", "",
-             "| stage | wall s |", "|---|---|"]
-    lines += [f"| `{s['command']}` | {s['seconds']} |" for s in record["stages"]]
+             f"{record['load_end']}. Wall time measured by this run {record['total_seconds']:.0f} s "
+             f"({record['total_seconds'] / 60:.1f} min)" + (
+                 f"; stages of an earlier invocation (`--prior-stages`, as given, not measured by this run and not "
+                 f"in that total): {record['prior_stage_seconds_given']:.0f} s"
+                 if record.get("prior_stage_seconds_given") else "") + ".", "",
+             "| stage | wall s | measured by this run |", "|---|---|---|"]
+    lines += [f"| `{s['command']}` | {s['seconds']} | "
+              f"{'yes' if s.get('measured', True) else 'no: --prior-stages, as given'} |" for s in record["stages"]]
     lines += ["", f"## Results ({b['target']}, held-out test songs)", "",
               "SDR/SIR/SAR: museval BSS Eval v4 medians (1 s frames, then songs), `tfmusic evaluate`. Activity F1: "
               "frame level against the activity labels. Pitch: mir_eval.multipitch frame-level F-measure "
@@ -130,14 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oracles", default="mix", help="`tfmusic evaluate --oracles` (default: mix = input-SDR)")
     parser.add_argument("--prior-stages", type=Path, default=None,
                         help="JSON list of {command, seconds, status} for stages an earlier invocation ran "
-                        "(listed first in the stage table when --reuse skips them)")
+                        "(listed first in the stage table when --reuse skips them, marked as not measured by "
+                        "this run and left out of its total wall time)")
     args = parser.parse_args(argv)
     if args.target == "drums":
         parser.error("drums have no pitch labels; pick bass, piano, ...")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    log: list[dict] = json.loads(args.prior_stages.read_text()) if args.prior_stages else []
-    start, load_start = time.perf_counter() - sum(s["seconds"] for s in log), load_average()
+    # stages an earlier invocation ran: listed, marked as not measured by this run, kept out of its total
+    prior = [{**s, "measured": False} for s in json.loads(args.prior_stages.read_text())] if args.prior_stages else []
+    log: list[dict] = list(prior)
+    start, load_start = time.perf_counter(), load_average()
     synth, stems = out / "synth", out / "stems"
     if not (args.reuse and (synth / "synth_manifest.json").is_file()):
         run_tfmusic(["data", "synthesize", "--out", str(synth), "--songs", str(args.songs), "--seconds",
@@ -186,13 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     if status != 0:
         raise SystemExit(f"experiment: tfmusic evaluate failed with exit status {status}")
     summary = json.loads((eval_dir / "summary.json").read_text())
+    for stage in log[len(prior):]:
+        stage["measured"] = True
     record = {
         "budget": {"songs": args.songs, "seconds": args.seconds, "splits": args.splits, "target": args.target,
                    "steps": args.steps, "batch_size": args.batch_size, "segment_seconds": args.segment_seconds,
                    "lr": args.lr, "seed": args.seed, "pitch_weight": args.pitch_weight},
         "machine": f"{os.cpu_count()} cores (shared), {sys.platform}",
         "load_start": load_start, "load_end": load_average(), "stages": log,
-        "total_seconds": time.perf_counter() - start, "test_songs": len(test_songs),
+        "total_seconds": time.perf_counter() - start,  # this run only: prior stages are not in it
+        "prior_stage_seconds_given": sum(stage["seconds"] for stage in prior), "test_songs": len(test_songs),
         "rows": rows(summary, transcription, args.target),
         "bss": summary.get("bss"), "activity": summary.get("activity"),
         "transcription": {g: r["summary"] for g, r in transcription.items()},

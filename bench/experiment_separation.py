@@ -12,8 +12,10 @@ windows; a silent estimate under a playing target is scored at the floor, never 
 the oracles (`tfmusic evaluate`), and draw the report (`tfmusic report`).
 
 The gap: a second, smaller set rendered with a SoundFont and drum kit never used for training
-(MuseScore General and AVL Black Pearl when Debian's packages are installed) and the ``holdout``
-mixing chain (saturation, chorus, phaser, large plates, other balances) is scored the same way.
+(MuseScore General and AVL Black Pearl, from Debian's packages) and the ``holdout`` mixing chain
+(saturation, chorus, phaser, large plates, other balances) is scored the same way. Without MuseScore
+General installed the experiment stops before any work (``--holdout-songs 0`` skips the gap set):
+every other SoundFont at hand is a training one.
 Its distance to the in-distribution numbers is our stand-in for the synthesized-to-real gap.
 Every stage is an ordinary `tfmusic` command run as a subprocess, logged with its wall time.
 
@@ -48,6 +50,19 @@ HOLDOUT_DRUM_KITS = (SF2 / "Black_Pearl_4_LV2.sf2",)
 
 def installed(fonts) -> list[str]:
     return [str(f) for f in fonts if f == "bundled" or Path(f).is_file()]
+
+
+def holdout_fonts(train_fonts: list[str], train_kits: list[str]) -> tuple[list[str], list[str]]:
+    """The gap set's SoundFonts and drum kits: installed, and none of them a training one. Without an
+    unseen SoundFont the experiment stops: a gap set rendered with a training font measures no gap."""
+    fonts = [f for f in installed(HOLDOUT_SOUNDFONTS) if f not in train_fonts]
+    kits = [k for k in installed(HOLDOUT_DRUM_KITS) if k not in train_kits]
+    if not fonts:
+        raise SystemExit("experiment: the holdout (gap) set needs a SoundFont that training does not use; of "
+                         f"{', '.join(str(f) for f in HOLDOUT_SOUNDFONTS)} none is installed outside the training "
+                         "fonts (Debian: musescore-general-soundfont-lossless); install it, or pass --holdout-songs 0 "
+                         "to skip the gap set")
+    return fonts, kits
 
 
 def claim_verdicts(summary: dict, method: str, baseline: str) -> list[dict]:
@@ -89,7 +104,7 @@ def experiment_markdown(record: dict, summary_md: str, verdicts: list[dict], hol
              f"Data: {b['songs']} songs x {b['seconds']} s (splits {b['splits']}), SoundFonts "
              f"{', '.join(Path(f).name for f in b['soundfonts'])}, drum kits "
              f"{', '.join(Path(f).name for f in b['drum_kits']) or 'none'}, mixing standard. Holdout set: "
-             f"{b['holdout_songs']} songs, SoundFonts {', '.join(Path(f).name for f in b['holdout_soundfonts'])}, "
+             f"{b['holdout_songs']} songs, SoundFonts {', '.join(Path(f).name for f in b['holdout_soundfonts']) or 'none'}, "
              f"drum kits {', '.join(Path(f).name for f in b['holdout_drum_kits']) or 'none'}, mixing holdout.", "",
              f"Budget: targets "
              f"{', '.join(b['targets'])}; per model and instrument "
@@ -161,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
 
     fonts, kits = installed(TRAIN_SOUNDFONTS), installed(TRAIN_DRUM_KITS)
-    hold_fonts, hold_kits = installed(HOLDOUT_SOUNDFONTS) or ["bundled"], installed(HOLDOUT_DRUM_KITS)
+    hold_fonts, hold_kits = holdout_fonts(fonts, kits) if args.holdout_songs else ([], [])
     load_start = load_average()
     sets = [("", args.songs, fonts, kits, "standard", "0", args.splits)]
     if args.holdout_songs:

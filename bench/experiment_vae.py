@@ -165,13 +165,19 @@ def run_images(out: Path, steps: int, eval_batches: int, seed: int, init: str, p
         for method in METHODS:
             run_dir = out / f"{model}_{method}_seed{seed}"
             print(f"== {model} {method}-VAE: {steps} steps (load {_load()})", flush=True)
-            t0 = time.perf_counter()
-            if not (run_dir / "model.keras").is_file():
+            reused = (run_dir / "model.keras").is_file()
+            if reused:  # trained by an earlier call: its time is in its TensorBoard events, not this call's clock
+                check_reusable(run_dir, steps, 128)
+                train_s = _tensorboard_seconds(run_dir, steps)
+            else:
+                t0 = time.perf_counter()
                 train_run(VAEConfig(model=model, objective=method, seed=seed, init=init), data, run_dir,
                           batch_size=128, steps=steps, eval_every=max(1, steps // 2), eval_steps=5, progress=progress)
-            train_s = time.perf_counter() - t0
+                train_s = time.perf_counter() - t0
             r = evaluate_run(run_dir, batch_size=128, max_batches=eval_batches)
             r.update({"model": model, "method": method, "seed": seed, "steps": steps, "train_seconds": train_s,
+                      "train_seconds_from": "reused run: its TensorBoard events (first to last logged step)" if reused
+                      else "this call's wall clock (incl. compile)",
                       "load": _load(), "steps_per_epoch": spe, "fraction": steps / (100 * spe),
                       "paper_steps": PAPER_IMAGE_STEPS[model], "paper_fraction": steps / PAPER_IMAGE_STEPS[model]})
             (run_dir / "evaluation.json").write_text(json.dumps(r, indent=2))
@@ -195,11 +201,13 @@ def run_images(out: Path, steps: int, eval_batches: int, seed: int, init: str, p
             lines.append(f"| {model} | {metric} | {rows['beta'][metric]:.3f} | {rows['ar'][metric]:.3f} | "
                          f"{paper[0]:.3f} | {paper[1]:.3f} |")
     lines += ["", "| data | method | steps | % of 100 epochs on our train split (one seed) | % of the paper's steps "
-              "(one seed) | train s (incl. compile) | load at scoring (1/5/15 min) |", "|---|---|---|---|---|---|---|"]
+              "(one seed) | train s (incl. compile; reused runs: from their TensorBoard events) | load at scoring "
+              "(1/5/15 min) |", "|---|---|---|---|---|---|---|"]
     for r in results:
+        reused = r["train_seconds_from"].startswith("reused")
         lines.append(f"| {r['model']} | {r['method']} | {r['steps']} | {100 * r['fraction']:.3f} % (of "
                      f"{100 * r['steps_per_epoch']:,}) | {100 * r['paper_fraction']:.3f} % (of {r['paper_steps']:,}) | "
-                     f"{r['train_seconds']:.0f} | {r['load']} |")
+                     f"{r['train_seconds']:.0f}{' (reused run, TensorBoard)' if reused else ''} | {r['load']} |")
     (out / "experiment_vae_images.json").write_text(json.dumps({"runs": results, "paper": PAPER_IMAGES}, indent=2))
     (out / "experiment_vae_images.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -210,6 +218,20 @@ def platform_line() -> str:
     import platform
 
     return f"{platform.machine()}, {os.cpu_count()} cores (shared)"
+
+
+def check_reusable(run_dir: Path, steps: int, batch_size: int) -> None:
+    """A finished run is reused only at this budget: its config's steps and batch size and its last
+    checkpoint's step must be this invocation's, else the row would carry a budget the run did not have."""
+    trainer = json.loads((run_dir / "config.json").read_text()).get("trainer", {}) \
+        if (run_dir / "config.json").is_file() else {}
+    have = {"steps": trainer.get("steps"), "batch size": trainer.get("batch_size"),
+            "last checkpoint step": _last_checkpoint(run_dir)}
+    want = {"steps": steps, "batch size": batch_size, "last checkpoint step": steps}
+    wrong = [f"{k} {have[k]} (not {want[k]})" for k in want if have[k] != want[k]]
+    if wrong:
+        raise SystemExit(f"{run_dir}: already trained with {', '.join(wrong)}; rerun with that budget "
+                         "or train into a new --out")
 
 
 def export_checkpoint(run_dir: Path, step: int, out_dir: Path) -> Path:

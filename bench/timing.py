@@ -64,3 +64,22 @@ def overloaded(loads: dict[str, list[float]]) -> bool:
 
     values = [x for v in loads.values() for x in v]
     return bool(values) and sum(values) / len(values) > 2 * (os.cpu_count() or 1)
+
+
+def trainer_step_seconds(task, steps: int) -> float:
+    """Seconds per step of ``Trainer.fit`` on ``task`` (``steps`` >= 2) from the trainer's own throughput
+    meter: the mean over every call after the first (tracing and XLA compilation left out) of the
+    distributed step and its metric reduction; logging and checkpoints between steps are outside it.
+    Why not ``(fit(2k) - fit(k)) / k``: each fit traces anew, and that varied by more than k steps cost."""
+    import tempfile
+    from pathlib import Path
+
+    from tfmusic.training.trainer import Trainer
+
+    if steps < 2:
+        raise ValueError(f"the meter skips the first step: need steps >= 2, got {steps}")
+    task.config.trainer.steps = steps
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(task, task.config.trainer, Path(tmp) / "run", progress=False)
+        trainer.fit()
+        return 1.0 / trainer._final["steps_per_second"]

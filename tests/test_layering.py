@@ -80,3 +80,38 @@ def test_long_modules_say_why():
         if lines > MAX_LINES and "Why one module:" not in doc:
             long.append(f"{path.relative_to(ROOT.parent)} ({lines} lines)")
     assert not long, f"modules over {MAX_LINES} lines without 'Why one module:' in the docstring: {long}"
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the modules of its own package it imports (``__init__`` files left out: they gather)."""
+    names = {".".join(("tfmusic",) + p.relative_to(ROOT).with_suffix("").parts) for p, _ in _modules()}
+    graph: dict[str, set[str]] = defaultdict(set)
+    for path, tree in _modules():
+        if path.name == "__init__.py":
+            continue
+        src = ".".join(("tfmusic",) + path.relative_to(ROOT).with_suffix("").parts)
+        found = set(_imports(tree))
+        for node in ast.walk(tree):  # ``from tfmusic.pkg import module``
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("tfmusic"):
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+        package = src.rsplit(".", 1)[0]
+        graph[src] = {m for m in found if m in names and m != src and m.rsplit(".", 1)[0] == package}
+    return graph
+
+
+def test_no_cycle_between_modules_of_a_package():
+    graph = _module_graph()
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph.get(node, ()))
+        return False
+
+    cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a)})
+    assert not cycles, f"module cycles inside a package (move what both need into a module of its own): {cycles}"

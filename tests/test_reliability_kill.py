@@ -68,41 +68,49 @@ def test_four_kills_then_resume_end_bit_identical(tmp_path):
     best_steps = [h["step"] for h in reference.history if h["best"]]
     assert best_steps[:3] == [2, 4, 6], reference.history  # the scenario below relies on these
     run = tmp_path / "run"
+    faults = ["train-step:3", "checkpoint-write:1", "best-write:2", "model-export:1"]
+    with worker.fault_log("trainer (toy task), SIGKILL + resume, bit-identical end", faults) as record:
+        # (a) mid-step: step 3's update is computed, nothing after ckpt-2 is on disk
+        _killed_at(run, "train-step:3", resume=False)
+        assert _latest(run) == "ckpt-2" and not (run / "model.keras").exists()
 
-    # (a) mid-step: step 3's update is computed, nothing after ckpt-2 is on disk
-    _killed_at(run, "train-step:3", resume=False)
-    assert _latest(run) == "ckpt-2" and not (run / "model.keras").exists()
+        # (b) checkpoint write: ckpt-4's files are complete but its pointer is not: resume ignores them
+        _killed_at(run, "checkpoint-write:1", resume=True)
+        record.survived("train-step:3")  # the resume after it trained on to the next fault
+        ckpts = run / "checkpoints"
+        assert (ckpts / "ckpt-4.index").is_file() and _latest(run) == "ckpt-2"
+        assert Path(tf.train.latest_checkpoint(str(ckpts / "best"))).name == "best-2"
+        _truncate([*ckpts.glob("ckpt-4.*"), *(ckpts / "best").glob("best-4.*")])  # as a torn write would
 
-    # (b) checkpoint write: ckpt-4's files are complete but its pointer is not: resume ignores them
-    _killed_at(run, "checkpoint-write:1", resume=True)
-    ckpts = run / "checkpoints"
-    assert (ckpts / "ckpt-4.index").is_file() and _latest(run) == "ckpt-2"
-    assert Path(tf.train.latest_checkpoint(str(ckpts / "best"))).name == "best-2"
-    _truncate([*ckpts.glob("ckpt-4.*"), *(ckpts / "best").glob("best-4.*")])  # as a torn write would
+        # (c) best export: best-6 is written but no full checkpoint commits it yet
+        _killed_at(run, "best-write:2", resume=True)
+        record.survived("checkpoint-write:1")
+        assert _latest(run) == "ckpt-4" and (ckpts / "best" / "best-6.index").is_file()
+        assert Path(tf.train.latest_checkpoint(str(ckpts / "best"))).name == "best-4"
+        _truncate((ckpts / "best").glob("best-6.*"))
 
-    # (c) best export: best-6 is written but no full checkpoint commits it yet
-    _killed_at(run, "best-write:2", resume=True)
-    assert _latest(run) == "ckpt-4" and (ckpts / "best" / "best-6.index").is_file()
-    assert Path(tf.train.latest_checkpoint(str(ckpts / "best"))).name == "best-4"
-    _truncate((ckpts / "best").glob("best-6.*"))
+        # (d) model export: training is done (ckpt-8) but model.keras is only half there, under a temp name
+        _killed_at(run, "model-export:1", resume=True)
+        record.survived("best-write:2")
+        assert _latest(run) == "ckpt-8" and not (run / "model.keras").exists()
+        assert (run / ".model.partial.keras").is_file()
 
-    # (d) model export: training is done (ckpt-8) but model.keras is only half there, under a temp name
-    _killed_at(run, "model-export:1", resume=True)
-    assert _latest(run) == "ckpt-8" and not (run / "model.keras").exists()
-    assert (run / ".model.partial.keras").is_file()
-
-    resumed = worker.train(str(run), resume=True)
-    assert resumed.start_step == resumed.step == worker.STEPS
-    _assert_same(_tensors(reference.run_dir + "/checkpoints/ckpt-8"), _tensors(ckpts / "ckpt-8"))
-    assert resumed.history == reference.history and resumed.best_step == reference.best_step
-    assert json.loads((run / "history.json").read_text()) == {"history": reference.history}
-    a = keras.saving.load_model(Path(reference.run_dir) / "model.keras").get_weights()
-    b = keras.saving.load_model(run / "model.keras").get_weights()
-    assert len(a) == len(b) > 0
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
-    assert not (run / ".model.partial.keras").exists()
-    worker.log_faults("trainer (toy task), SIGKILL + resume, bit-identical end",
-                      ["train-step:3", "checkpoint-write:1", "best-write:2", "model-export:1"])
+        resumed = worker.train(str(run), resume=True)
+        if resumed.step == worker.STEPS and (run / "model.keras").is_file():
+            record.survived("model-export:1")
+        # lost: every tensor, exported weight or history record not bit-identical to the undisturbed run
+        a = keras.saving.load_model(Path(reference.run_dir) / "model.keras").get_weights()
+        b = keras.saving.load_model(run / "model.keras").get_weights()
+        ends = _tensors(reference.run_dir + "/checkpoints/ckpt-8"), _tensors(ckpts / "ckpt-8")
+        record.lost = worker.differing(*ends) + worker.differing(a, b) + worker.differing(reference.history,
+                                                                                           resumed.history)
+        assert resumed.start_step == resumed.step == worker.STEPS
+        _assert_same(*ends)
+        assert resumed.history == reference.history and resumed.best_step == reference.best_step
+        assert json.loads((run / "history.json").read_text()) == {"history": reference.history}
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+        assert not (run / ".model.partial.keras").exists()
     assert sorted(p.name for p in (ckpts / "best").iterdir()) == [
         "best-%d.data-00000-of-00001" % reference.best_step, "best-%d.index" % reference.best_step, "checkpoint"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests._reliability_worker import log_faults
+from tests import _reliability_worker as worker
 
 tf = pytest.importorskip("tensorflow")
 
@@ -51,12 +51,16 @@ def _truncate(paths):
         Path(path).write_bytes(Path(path).read_bytes()[:7])
 
 
-def kill_chain(first, resume, reference: Path, run: Path, steps: int):
+FAULTS = ["best-write:1", "train-step:3", "checkpoint-write:1", "model-export:1"]
+
+
+def kill_chain(first, resume, reference: Path, run: Path, steps: int, record) -> None:
     """Kill ``first`` while it writes the best model of the first evaluation (step 2: always an
     improvement, so the kill always fires; whether later evaluations improve depends on the data),
     then each ``resume`` mid-step 3, during ckpt-4's write and during the export; a last ``resume``
     finishes. Files the killed writes left are truncated, as a torn write would leave them, so a
-    resume that picked one up would fail. Returns the faults injected (each must have killed)."""
+    resume that picked one up would fail. ``record`` (a ``FaultRecord`` of :data:`FAULTS`) gets each
+    fault the next process got past, and what the end lacks against ``reference``."""
     ckpts = run / "checkpoints"
     proc = _run(first(run) + ["--steps", str(steps)], "best-write:1")
     assert proc.returncode == -9, proc.stderr[-3000:]
@@ -66,40 +70,55 @@ def kill_chain(first, resume, reference: Path, run: Path, steps: int):
 
     proc = _run(resume(run), "train-step:3")  # no checkpoint yet: starts again from step 0
     assert proc.returncode == -9, proc.stderr[-3000:]
+    record.survived("best-write:1")
     assert _latest(run) == 2 and not (run / "model.keras").exists()
 
     proc = _run(resume(run), "checkpoint-write:1")
     assert proc.returncode == -9, proc.stderr[-3000:]
+    record.survived("train-step:3")
     assert (ckpts / "ckpt-4.index").is_file() and _latest(run) == 2  # written, not committed
     _truncate(ckpts.glob("ckpt-4.*"))
 
     proc = _run(resume(run), "model-export:1")
     assert proc.returncode == -9, proc.stderr[-3000:]
+    record.survived("checkpoint-write:1")
     assert _latest(run) == steps and not (run / "model.keras").exists()
-    faults = ["best-write:1", "train-step:3", "checkpoint-write:1", "model-export:1"]
     proc = _run(resume(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if (run / "model.keras").is_file():
+        record.survived("model-export:1")
+    record.lost = end_differences(reference, run, steps)
     assert_same_end(reference, run, steps)
-    return faults
 
 
-def assert_same_end(reference: Path, run: Path, steps: int) -> None:
-    """Last checkpoint, history and exported model.keras of ``run`` equal ``reference``'s, bit for bit."""
-    a = _tensors(reference / "checkpoints" / f"ckpt-{steps}")
-    b = _tensors(run / "checkpoints" / f"ckpt-{steps}")
-    assert a.keys() == b.keys() and a
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+def _end(run: Path, steps: int) -> tuple[dict, list, str]:
     for module in ("tfmusic.models.iass", "tfmusic.training.vae"):  # register the classes model.keras names
         importlib.import_module(module)
     from tfmusic.models.files import load_keras_file
 
-    weights = [load_keras_file(r / "model.keras").get_weights() for r in (reference, run)]
-    assert len(weights[0]) == len(weights[1]) > 0
-    for x, y in zip(*weights):
+    weights = load_keras_file(run / "model.keras").get_weights() if (run / "model.keras").is_file() else []
+    history = (run / "history.json").read_text() if (run / "history.json").is_file() else ""
+    return _tensors(run / "checkpoints" / f"ckpt-{steps}"), weights, history
+
+
+def end_differences(reference: Path, run: Path, steps: int) -> int:
+    """Tensors of the last checkpoint, exported weights and the history file of ``run`` that are
+    missing or not bit-identical to ``reference``'s."""
+    (ta, wa, ha), (tb, wb, hb) = _end(reference, steps), _end(run, steps)
+    return worker.differing(ta, tb) + worker.differing(wa, wb) + int(ha != hb)
+
+
+def assert_same_end(reference: Path, run: Path, steps: int) -> None:
+    """Last checkpoint, history and exported model.keras of ``run`` equal ``reference``'s, bit for bit."""
+    (ta, wa, ha), (tb, wb, hb) = _end(reference, steps), _end(run, steps)
+    assert ta.keys() == tb.keys() and ta
+    for key in ta:
+        np.testing.assert_array_equal(ta[key], tb[key], err_msg=key)
+    assert len(wa) == len(wb) > 0
+    for x, y in zip(wa, wb):
         np.testing.assert_array_equal(x, y)
     assert not (run / ".model.partial.keras").exists()
-    assert (reference / "history.json").read_text() == (run / "history.json").read_text()
+    assert ha == hb
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +149,8 @@ def test_train_iass_cli_kill_chain(stems_dir, tmp_path):
 
     proc = _run(first(tmp_path / "reference") + ["--steps", "6"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    faults = kill_chain(first, resume, tmp_path / "reference", tmp_path / "run", 6)
-    log_faults("tfmusic train iass, SIGKILL + --resume, bit-identical end", faults)
+    with worker.fault_log("tfmusic train iass, SIGKILL + --resume, bit-identical end", FAULTS) as record:
+        kill_chain(first, resume, tmp_path / "reference", tmp_path / "run", 6, record)
 
 
 def test_vae_train_cli_kill_chain(tmp_path):
@@ -145,5 +164,5 @@ def test_vae_train_cli_kill_chain(tmp_path):
 
     proc = _run(first(tmp_path / "reference") + ["--steps", "6"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    faults = kill_chain(first, resume, tmp_path / "reference", tmp_path / "run", 6)
-    log_faults("tfmusic vae train, SIGKILL + --resume, bit-identical end", faults)
+    with worker.fault_log("tfmusic vae train, SIGKILL + --resume, bit-identical end", FAULTS) as record:
+        kill_chain(first, resume, tmp_path / "reference", tmp_path / "run", 6, record)

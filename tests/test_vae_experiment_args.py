@@ -67,3 +67,22 @@ def test_dmelodies_rejects_unknown_weights(tmp_path):
     with pytest.raises(SystemExit) as err:
         experiment_dmelodies.main(["--out", str(tmp_path), "--weights", "last"])
     assert err.value.code == 2
+
+
+def test_a_finished_run_is_reused_only_at_its_own_budget(tmp_path):
+    """experiment_dmelodies / experiment_vae --images: a run trained with other --steps (or batch size) is refused,
+    not scored under this invocation's budget."""
+    import json
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"trainer": {"steps": 1500, "batch_size": 512}}))
+    (run / "checkpoints" / "ckpt-1500.index").touch()
+    experiment_vae.check_reusable(run, 1500, 512)
+    for steps, batch in ((3000, 512), (1500, 128)):
+        with pytest.raises(SystemExit, match="already trained with"):
+            experiment_vae.check_reusable(run, steps, batch)
+    (run / "checkpoints" / "ckpt-1500.index").unlink()  # stopped before its budget
+    (run / "checkpoints" / "ckpt-750.index").touch()
+    with pytest.raises(SystemExit, match=r"last checkpoint step 750 \(not 1500\)"):
+        experiment_vae.check_reusable(run, 1500, 512)

@@ -4,10 +4,11 @@ Why: TF Serving promises availability during version changes (a new version is l
 old one is unloaded). This holds the embedded server to that under load and hostile input for a
 bounded time (default 300 s, ``--seconds``), loopback only: every client loops over a seeded mix
 of valid Predicts (gRPC and REST), malformed protobuf bytes, wrong dtypes and shapes, too-short
-and oversize inputs, metadata and status calls. A third of the way in, version 2 is published
-(copied to a temporary folder, then renamed into place, as ``tfmusic export`` does); once it
-serves, version 1 is retired (its folder removed). Every answer must carry the code its request
-kind expects (valid ones must succeed and match the model's own outputs), both versions must have
+and oversize inputs, metadata and status calls. A third of the way in, version 2 (the same
+architecture with other weights, so it answers differently) is published (copied to a temporary
+folder, then renamed into place, as ``tfmusic export`` does); once it serves, version 1 is retired
+(its folder removed). Every answer must carry the code its request kind expects (valid ones must
+succeed and equal the outputs of the version the response names), both versions must have
 answered, and the server's RSS may grow by at most 10% from the first seconds under load to the end.
 
     python bench/reliability/soak.py --seconds 300 --out bench/reliability/RESULTS.md
@@ -77,6 +78,33 @@ def publish(source: Path, model_dir: Path, version: int) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
     os.replace(tmp, model_dir / str(version))
+
+
+def reference_outputs(version_dir: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What a version must answer to ``x``: its SavedModel run in process."""
+    import tensorflow as tf
+
+    out = tf.saved_model.load(str(version_dir)).signatures["serving_default"](waveform=tf.constant(x))
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def matching_versions(outputs: dict, expected: dict[int, dict]) -> list[int]:
+    """The versions whose reference outputs ``outputs`` equal (same keys, within 1e-4)."""
+    return [v for v, want in expected.items()
+            if set(want) == set(outputs) and all(np.allclose(outputs[k], want[k], atol=1e-4) for k in want)]
+
+
+def output_problem(kind: str, version: int | None, outputs: dict | None, expected: dict[int, dict]) -> str | None:
+    """Why an answer is wrong, or None: its outputs must be a published version's, and the one it names
+    (REST answers name none)."""
+    if outputs is None:
+        return None
+    matches = matching_versions(outputs, expected)
+    if not matches:
+        return f"{kind}: outputs match no published version (response version {version})"
+    if version and version not in matches:
+        return f"{kind}: response names version {version} but carries the outputs of version(s) {matches}"
+    return None
 
 
 def rss_mb(pid: int) -> float:
@@ -180,16 +208,14 @@ def soak(seconds: float, work: Path, seed: int = 0, progress: bool = True) -> di
     work.mkdir(parents=True, exist_ok=True)
     repo = work / "models"
     shutil.rmtree(repo, ignore_errors=True)
-    # Version 2 is the same model exported again (one export, not two, on a busy machine); which
-    # version answered is read from each response's model_spec.
-    v1 = v2 = build_model(work, 1)
+    # Version 2 has other weights, so it answers differently: an answer that names one version but
+    # carries the other's outputs (a mix-up during the change) counts as a wrong output.
+    v1, v2 = build_model(work, 1), build_model(work, 2)
     publish(v1, repo / "separator", 1)
     x = (0.1 * np.random.default_rng(seed).standard_normal((1, 2, SAMPLES))).astype(np.float32)
-    import tensorflow as tf
-
-    out = tf.saved_model.load(str(v1)).signatures["serving_default"](waveform=tf.constant(x))
-    expected = {1: {k: v.numpy() for k, v in out.items()}}
-    expected[2] = expected[1]
+    expected = {1: reference_outputs(v1, x), 2: reference_outputs(v2, x)}
+    if matching_versions(expected[2], {1: expected[1]}):
+        raise RuntimeError("versions 1 and 2 answer alike: the soak could not tell them apart")
     import socket
 
     with socket.socket() as s:
@@ -220,13 +246,7 @@ def soak(seconds: float, work: Path, seed: int = 0, progress: bool = True) -> di
                 while not stop.is_set():
                     kind = kinds[rng.choice(len(kinds), p=weights)]
                     code, took, version, outputs = clients.call(kind)
-                    bad = None
-                    if outputs is not None:
-                        matches = [v for v, want in expected.items()
-                                   if set(want) == set(outputs) and all(
-                                       np.allclose(outputs[k], want[k], atol=1e-4) for k in want)]
-                        if not matches or (version and version not in matches):
-                            bad = f"{kind}: outputs match no published version (response version {version})"
+                    bad = output_problem(kind, version, outputs, expected)
                     with lock:
                         results.append((kind, code, took, version))
                         if bad:
@@ -326,14 +346,17 @@ def fault_table(path: Path) -> str:
     rows: dict[str, list] = {}
     for line in path.read_text().splitlines() if path.is_file() else []:
         record = json.loads(line)
-        entry = rows.setdefault(record["scenario"], [[], 0, 0])
+        entry = rows.setdefault(record["scenario"], [[], 0, None])
         entry[0].append(record["fault"])
         entry[1] += bool(record["survived"])
-        entry[2] += int(record["data_lost"])
+        entry[2] = record["data_lost"]  # one figure per scenario run, repeated on each of its faults
     lines = ["## Faults injected (kill, client and fuzz tests)", "",
+             "Survived: the test saw the system get past the fault. Data lost: outputs missing or not equal to "
+             "an undisturbed run's, as the test measured them.", "",
              "| scenario | faults injected | survived | data lost |", "|---|---|---|---|"]
     for scenario, (faults, survived, lost) in rows.items():
-        lines.append(f"| {scenario} | {len(faults)}: {', '.join(faults)} | {survived} | {lost} |")
+        lost_text = "not measured (the test failed first)" if lost is None else lost
+        lines.append(f"| {scenario} | {len(faults)}: {', '.join(faults)} | {survived} of {len(faults)} | {lost_text} |")
     if not rows:
         lines.append("| (no records: run the tests with TFMUSIC_RELIABILITY_LOG set) | | | |")
     return "\n".join(lines) + "\n"

@@ -194,7 +194,7 @@ def run_separate(args: argparse.Namespace) -> int:
             _remove_empty(out_root / name)
             continue
         if args.transcribe:
-            from tfmusic.evaluation.transcription import write_transcriptions
+            from tfmusic.models.transcription import write_transcriptions
 
             notes = write_transcriptions(out_root / name, curves, settings.sample_rate, settings.hop_length,
                                          args.pitch_threshold)

@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsSingleton
 
 from tfmusic import beam_io
-from tfmusic.evaluation.pipeline import RunInfo, TrackEvaluator, evaluate_record, read_manifest, write_metadata
+from tfmusic.evaluation.evaluator import RunInfo, TrackEvaluator, evaluate_record, read_manifest, write_metadata
 
 __all__ = ["EvaluateSeparation", "run_beam"]
 

@@ -219,6 +219,11 @@ class IASS(keras.Model):
         self.input_mean.assign(mean)
         self.input_std.assign(std)
 
+    def unet_blocks(self) -> list:
+        """The encoder and decoder blocks, whose full-resolution internals hold most of a training step's
+        memory (what ``trainer.recompute`` recomputes in the backward pass)."""
+        return [self.enc1, self.enc2, self.enc3, self.dec2, self.dec3, self.dec4]
+
     def activity_weight(self, activity_logits):
         """Binarized, median-filtered activity ``(B, T)`` in {0, 1} (inference weighting, A.4)."""
         active = ops.cast(ops.sigmoid(activity_logits) > self.activity_threshold, activity_logits.dtype)

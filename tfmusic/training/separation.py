@@ -193,10 +193,7 @@ class SeparationTask(Task):
 
     def recompute_layers(self) -> list:
         """IASS: the U-Net blocks, whose full-resolution internals hold most of a step's memory."""
-        if not self.is_iass:
-            return []
-        m = self.model
-        return [m.enc1, m.enc2, m.enc3, m.dec2, m.dec3, m.dec4]
+        return self.model.unet_blocks() if self.is_iass else []
 
     # ------------------------------------------------------------------ data
     def _options(self, dataset):

@@ -27,8 +27,10 @@ the interrupted run stopped, so with a deterministic pipeline (``trainer.determi
 a resumed run ends with the same weights as an uninterrupted one. Ctrl-C saves a checkpoint
 before exiting (single-worker strategies).
 
-Why one module: the loop and the state it checkpoints (step, plateau, early stopping, history)
-are read together; telemetry and the task protocol already live in their own modules.
+The loop and the state it checkpoints (step, plateau, early stopping, history) are read together
+here; the compiled train/eval steps and the evaluation pass live in :mod:`tfmusic.training.steps`,
+the resumable state in :mod:`~tfmusic.training.loop_state`, telemetry and the task protocol in
+their own modules.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import logging
 import math
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -54,6 +55,7 @@ from tfmusic.training.loop_state import LoopMeters, LoopState
 from tfmusic.training.precision import resolve_policy
 from tfmusic.training.rewrites import apply_rewrites
 from tfmusic.training.rundir import check_run_dir
+from tfmusic.training.steps import compile_steps, evaluate_task
 from tfmusic.training.strategies import is_chief, make_strategy, num_workers, worker_index
 from tfmusic.training import telemetry
 from tfmusic.training.summaries import SummaryWriters
@@ -74,10 +76,6 @@ class TrainResult:
     best_metric: float | None
     history: list[dict[str, Any]]
     model_path: str | None
-
-
-def _mean_scalar(value: Any) -> tf.Tensor:
-    return tf.reduce_mean(tf.cast(value, tf.float32))
 
 
 class Trainer:
@@ -218,43 +216,8 @@ class Trainer:
         return iter(self.context.distribute(train_ds))
 
     def _compile_steps(self) -> None:
-        """The distributed train and eval steps (``tf.function``), metrics averaged over replicas."""
-        cfg, task, strategy = self.config, self.task, self.strategy
-
-        def replica_train_step(batch):
-            with telemetry.collect_gradient_norms(cfg.grad_norm) as norms:
-                out = {k: _mean_scalar(v) for k, v in task.train_step(batch).items()}
-            return {**out, **telemetry.name_gradient_norms(norms, task.optimizers())}
-
-        # XLA compiles the per-replica step (model, loss, gradients, optimizer update), not the
-        # distributed iterator around it; one replica only (see __init__)
-        replica_step = tf.function(replica_train_step, jit_compile=True) if cfg.jit_compile else replica_train_step
-
-        def one_step(iterator):
-            outputs = strategy.run(replica_step, args=(next(iterator),))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in outputs.items()}
-
-        if cfg.steps_per_execution == 1:
-            train_fn = tf.function(one_step)
-        else:
-            @tf.function
-            def train_fn(iterator, count):
-                """``count`` steps in one call (a graph loop); the metrics' means over them."""
-                totals = one_step(iterator)
-                for _ in tf.range(count - 1):
-                    more = one_step(iterator)
-                    totals = {k: totals[k] + more[k] for k in totals}
-                return {k: v / tf.cast(count, v.dtype) for k, v in totals.items()}
-
-        def replica_eval_step(batch):
-            return {k: _mean_scalar(v) for k, v in task.eval_step(batch).items()}
-
-        @tf.function
-        def eval_fn(batch):
-            outputs = strategy.run(replica_eval_step, args=(batch,))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in outputs.items()}
-
-        self._train_fn, self._eval_fn = train_fn, eval_fn
+        """The distributed train and eval steps (``tfmusic.training.steps``)."""
+        self._train_fn, self._eval_fn = compile_steps(self.task, self.strategy, self.config)
         self._summary_batch = None
 
     def _train_until_done(self, run: LoopState, iterator: Any) -> None:
@@ -395,28 +358,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Average ``eval_step`` over the evaluation set (all replicas and workers)."""
-        dataset = self.task.eval_dataset()
-        if dataset is None:
-            return {}
-        dataset = dataset.rebatch(self.config.batch_size, drop_remainder=True)
-        if self.config.eval_steps:
-            dataset = dataset.take(self.config.eval_steps)
-        totals: dict[str, float] = defaultdict(float)
-        count = 0
-        bar = tqdm(desc="eval", total=self.config.eval_steps, unit="batch", leave=False,
-                   disable=self._bar_disabled())
-        for batch in self.context.distribute(dataset):
-            for key, value in self._eval_fn(batch).items():
-                totals[key] += float(value)
-            count += 1
-            bar.update(1)
-        bar.close()
-        if count == 0:
-            raise ValueError(
-                f"task {self.task.name!r}: the evaluation dataset yielded no full batch of "
-                f"{self.config.batch_size} examples"
-            )
-        return self.task.finalize_metrics({k: v / count for k, v in totals.items()})
+        return evaluate_task(self.task, self._eval_fn, self.context, self.config, progress=not self._bar_disabled())
 
     def _evaluate_and_decide(self, step: int, run: LoopState) -> dict[str, Any] | None:
         """Evaluate; apply reduce-on-plateau, early stopping and the best checkpoint; the history record."""

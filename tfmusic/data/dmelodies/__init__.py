@@ -5,6 +5,7 @@ here every item is a pure function of its index. One module per concern:
 
 * :mod:`.factors` — index <-> factors, vocabulary, tokens, factor decoding, the music21 oracle;
 * :mod:`.splits` — the reference loader's seeded 70/20/10 split, as index lists;
+* :mod:`.layout` — the shard plan and file names, shared by the job and the readers;
 * :mod:`.pipeline` — the Beam job (:func:`GenerateDMelodies`, :func:`generate`) writing
   TFDS-loadable shards to any Beam filesystem (records encoded by ``tfmusic.data.schema``);
 * :mod:`.reader` — metadata, the ``tf.data`` loader and single-item reads;
@@ -18,9 +19,8 @@ from tfmusic.data.dmelodies.factors import (
     VOCAB_SIZE, decode_factors, describe_factors, factors_to_index, generate_items, index_to_factors,
     index_to_note, latent_dicts, melody_pitches, music21_reference_tokens, note_to_index, token_names,
     tokens_from_factors, vocabulary)
-from tfmusic.data.dmelodies.pipeline import (
-    DEFAULT_NUM_SHARDS, LOADER_ORDER_NOTE, GenerateDMelodies, generate, make_shard, parse_num_shards,
-    plan_shards, shard_name)
+from tfmusic.data.dmelodies.layout import DEFAULT_NUM_SHARDS, parse_num_shards, plan_shards, shard_name
+from tfmusic.data.dmelodies.pipeline import LOADER_ORDER_NOTE, GenerateDMelodies, generate, make_shard
 from tfmusic.data.dmelodies.reader import load, read_items, read_metadata
 from tfmusic.data.dmelodies.splits import SPLIT_FRACTIONS, SPLITS, split_bounds, split_indices, split_permutation
 from tfmusic.data.schema import dmelodies_examples_bytes as encode_examples

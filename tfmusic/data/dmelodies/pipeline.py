@@ -19,57 +19,13 @@ from tfmusic.data import schema
 from tfmusic.data.dmelodies.factors import (DATASET_NAME, FACTOR_NAMES, FACTOR_SIZES, NUM_ITEMS, SEQ_LEN,
                                            TICKS_PER_BEAT, VERSION, decode_factors, generate_items,
                                            index_to_note, note_to_index, vocabulary)
+from tfmusic.data.dmelodies.layout import DEFAULT_NUM_SHARDS, METADATA, plan_shards, shard_name
 from tfmusic.data.dmelodies.splits import SPLIT_FRACTIONS, SPLITS, split_indices
 
-DEFAULT_NUM_SHARDS = {"train": 16, "validation": 4, "test": 2}
-METADATA = "metadata.json"  # written last: a folder without it is not a dataset
 METADATA_FILES = ("dataset_info.json", "features.json", "vocabulary.json", METADATA)
 LOADER_ORDER_NOTE = ("Records of each split are stored in the reference loader's shuffled order "
                      "(np.random.seed(seed); in-place row shuffle; 70/20/10), cut into contiguous "
                      "shards: reading shards 00000.. in order reproduces the reference iteration.")
-
-
-def parse_num_shards(text: str | None) -> dict[str, int]:
-    """``'16,4,2'`` or ``'train=16,validation=4,test=2'`` (missing splits keep the default)."""
-    shards = dict(DEFAULT_NUM_SHARDS)
-    if not text:
-        return shards
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        if all("=" not in p for p in parts):
-            if len(parts) != len(SPLITS):
-                raise ValueError
-            shards = dict(zip(SPLITS, (int(p) for p in parts)))
-        else:
-            for p in parts:
-                k, v = p.split("=", 1)
-                if k.strip() not in shards:
-                    raise ValueError
-                shards[k.strip()] = int(v)
-    except ValueError:
-        raise ValueError(f"--num-shards '{text}': expected 'T,V,E' or 'train=T,validation=V,test=E' "
-                         f"with positive integers") from None
-    if any(v < 1 for v in shards.values()):
-        raise ValueError(f"--num-shards '{text}': shard counts must be >= 1")
-    return shards
-
-
-def plan_shards(seed: int, num_shards: Mapping[str, int], limit: int | None) -> list[tuple]:
-    """``(split, shard, num_shards, start, stop)`` for every shard: contiguous ranges of split order."""
-    orders = split_indices(seed, limit)
-    plan = []
-    for split in SPLITS:
-        total = len(orders[split])
-        k = max(1, min(int(num_shards[split]), total))
-        bounds = [(s * total) // k for s in range(k + 1)]
-        plan.extend((split, s, k, bounds[s], bounds[s + 1]) for s in range(k))
-    return plan
-
-
-def shard_name(split: str, shard: int, num_shards: int) -> str:
-    from tfmusic.data.tfds_metadata import shard_filename
-
-    return shard_filename(DATASET_NAME, split, shard, num_shards)
 
 
 def make_shard(spec: tuple, seed: int, limit: int | None) -> dict:

@@ -17,7 +17,7 @@ from tfmusic import storage
 from tfmusic.data import schema
 from tfmusic.data.tfds_metadata import iter_tfrecord
 from tfmusic.data.dmelodies.factors import DATASET_NAME, NUM_ITEMS, _check_indices, generate_items
-from tfmusic.data.dmelodies.pipeline import METADATA, plan_shards, shard_name
+from tfmusic.data.dmelodies.layout import METADATA, plan_shards, shard_name
 from tfmusic.data.dmelodies.splits import SPLITS, split_indices
 
 

@@ -34,7 +34,8 @@ def assign_splits(
 
     ``fractions`` are (train, valid, test) shares; with 3 or more free songs every split that has
     a positive share gets at least one song. ``fixed`` pins songs to a split (e.g. MUSDB test);
-    when any song is pinned to test, the free songs are split into train/valid only.
+    when any song is pinned to test, the free songs are split into train/valid only, so shares
+    that give them neither (e.g. ``0,0,1``) are refused, but only when there are free songs.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
         raise ValueError(f"fractions must be three non-negative shares (train, valid, test), got {fractions}")
@@ -49,6 +50,11 @@ def assign_splits(
         shares[2] = 0.0
     total = sum(shares)
     n = len(free)
+    if n == 0:  # every song is pinned (e.g. a MUSDB tree with only test/): nothing to share out
+        return {i: fixed[i] for i in ids}
+    if total <= 0:
+        raise ValueError(f"split shares {tuple(fractions)} assign none of the {n} songs outside the test subset "
+                         "(the test subset is the test split, so they need a train or valid share)")
     counts = [int(round(n * s / total)) for s in shares]
     if n >= 3:
         for k in (2, 1):
