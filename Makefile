@@ -82,6 +82,19 @@ experiment-pitch: $(STAMP)
 experiment-precision: $(STAMP)
 	$(PY) bench/experiment_precision.py --stems bench/results/separation/stems --out bench/results/experiment_precision --copy-to bench/experiments
 
+# The shipped separation models (issue 24): synthesize the training and gap sets from the recorded sample sets
+# (Debian packages in SAMPLE_SET_PACKAGES, installed here when missing and apt is usable), train or resume every
+# model to its budget, the augmentation ablation, scores on both sets; --publish copies the IASS models into
+# tfmusic/pretrained with their cards. Resumable: rerun to continue (raise --steps for longer training).
+SAMPLE_SET_PACKAGES = fluid-soundfont-gm freepats hydrogen-drumkits hydrogen-data avldrums.lv2-soundfont musescore-general-soundfont-lossless
+PRETRAINED_ARGS ?=
+.PHONY: sample-sets experiment-pretrained
+sample-sets:
+	@missing=$$(for p in $(SAMPLE_SET_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; apt-get update -qq && apt-get install -y -qq $$missing; fi
+experiment-pretrained: $(STAMP) sample-sets
+	nice -n 10 $(PY) bench/experiment_pretrained.py --out bench/results/pretrained --copy-to bench/experiments $(PRETRAINED_ARGS)
+
 # Reliability (issue 14): kill/resume chains (toy trainer, train iass, vae train), client faults, audio
 # fuzzing, the tiny demo (`tfmusic demo --tiny`, ~5 min), then the server soak (SOAK_SECONDS, default 300);
 # writes bench/reliability/RESULTS.md. About 35 min on 2 shared cores.
