@@ -14,7 +14,9 @@ import tensorflow as tf
 
 
 def _graph(fn: Callable, *args: Any) -> Any:
-    return tf.function(fn, autograph=False).get_concrete_function(*args).graph.as_graph_def()
+    """The graph of ``fn`` traced on ``args``; a ``tf.function`` already traced on them is not traced again."""
+    function = fn if hasattr(fn, "get_concrete_function") else tf.function(fn, autograph=False)
+    return function.get_concrete_function(*args).graph.as_graph_def()
 
 
 def traced_ops(fn: Callable, *args: Any) -> Counter:
