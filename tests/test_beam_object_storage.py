@@ -107,7 +107,6 @@ def test_dataflow_template_builds_offline(tmp_path, gcs_bucket):
     assert rc == 0
     import json
 
-
     job = json.loads(storage.read_text(template))
     packages = {p["name"]: p["location"] for pool in job["environment"]["workerPools"]
                 for p in pool.get("packages", [])}
