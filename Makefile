@@ -8,11 +8,12 @@ DEMO_OUT ?= demo_out
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help venv demo test bench experiment experiment-vae clean reliability
+.PHONY: help venv demo test mutants bench experiment experiment-vae clean reliability
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo on embedded defaults (writes $(DEMO_OUT)/)"
 	@echo "make test   - set up .venv and run the test suite"
+	@echo "make mutants - break each default feature and core numeric routine in a copy; its tests must fail (docs/TESTING.md)"
 	@echo "make bench  - run the benchmarks and write bench/results/bench.md"
 
 $(STAMP): setup.cfg setup.py pyproject.toml
@@ -35,6 +36,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Hand-written mutants, one after another in a temporary copy of the checkout (~5 min on 2 cores); exit 1 if any survives
+mutants: $(STAMP)
+	$(PY) tools/mutants.py
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py --out bench/results

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests._gcs import download_tree, local_tree
+from tfmusic import storage
 from tfmusic.cli.main import main as tfmusic_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,11 +25,13 @@ def test_dmelodies_on_gcs_equals_local(tmp_path, gcs_bucket):
     local = tmp_path / "dm"
     assert tfmusic_main(["dmelodies", "generate", "--out", str(local), *DM_ARGS]) == 0
     remote = f"{gcs_bucket}/dmelodies"
+    storage.write_bytes(f"{remote}/.staging/killed-run/train.tfrecord-00000-of-00003", b"left by a killed run")
     assert tfmusic_main(["dmelodies", "generate", "--out", remote, *DM_ARGS, *TWO_WORKERS]) == 0
     expected = local_tree(local)
     assert "metadata.json" in expected and len([k for k in expected if ".tfrecord-" in k]) == 6
-    assert download_tree(remote) == expected  # every shard and metadata file, byte for byte
-    assert not any(k.startswith(".staging") for k in expected)
+    in_bucket = download_tree(remote)
+    assert not any(k.startswith(".staging") for k in in_bucket)  # no staging left in the bucket, old or new
+    assert in_bucket == expected  # every shard and metadata file, byte for byte
 
     from tfmusic.data import dmelodies as dm
 
@@ -103,8 +106,6 @@ def test_dataflow_template_builds_offline(tmp_path, gcs_bucket):
                        f"--setup_file={ROOT / 'setup.py'}"])
     assert rc == 0
     import json
-
-    from tfmusic import storage
 
     job = json.loads(storage.read_text(template))
     packages = {p["name"]: p["location"] for pool in job["environment"]["workerPools"]

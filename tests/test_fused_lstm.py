@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests._graphs import xla_functions
 from tests._mirrored import run_mirrored
-from tests._twins import twins
+from tests._twins import assert_bf16_close, twins
 from tfmusic.models.layers import TorchLSTM
 from tfmusic.training.fused_lstm import fuse_lstms
 
@@ -33,18 +34,52 @@ def _step(model, x):
     return loss, tape.gradient(loss, model.trainable_variables)
 
 
+def _numpy_lstm(x: np.ndarray, layer) -> np.ndarray:
+    """The (Bi)LSTM written out in float64 NumPy from the layer's weights (PyTorch's formulas, zero initial
+    states; the second direction reads the sequence backwards): a reference that shares no code with
+    either Keras or the fused loop."""
+    cells = [layer.forward_layer.cell, layer.backward_layer.cell] if hasattr(layer, "forward_layer") else [layer.cell]
+    x, outputs = np.asarray(x, np.float64), []
+    for direction, cell in enumerate(cells):
+        kernel, recurrent, bias = (np.asarray(getattr(cell, name), np.float64)
+                                   for name in ("kernel", "recurrent_kernel", "bias"))
+        sequence = x[:, ::-1] if direction else x
+        h = c = np.zeros((len(x), recurrent.shape[0]))
+        hs = []
+        for t in range(sequence.shape[1]):
+            i, f, g, o = np.split(sequence[:, t] @ kernel + h @ recurrent + bias, 4, axis=-1)
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            h = _sigmoid(o) * np.tanh(c)
+            hs.append(h)
+        hs = np.stack(hs, 1)
+        outputs.append(hs[:, ::-1] if direction else hs)
+    return np.concatenate(outputs, -1)
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_fused_forward_and_gradients_match_keras(bidirectional):
+    """The training step runs the fused loop (its two XLA functions are in the traced step; Keras' step has
+    none), computes the NumPy LSTM's outputs and Keras' autodiff gradients; inference stays Keras' call."""
     (plain, fused), x = _pair(bidirectional)
     undo = fuse_lstms([fused])
     assert "call" in vars(fused.layers[0])
+    compiled = xla_functions(_step, fused, x)
+    assert [name.split("_")[-2] for name in compiled] == ["backward", "forward"], compiled
+    assert xla_functions(_step, plain, x) == []
+    want = _numpy_lstm(x, plain.layers[0])
+    np.testing.assert_allclose(fused.layers[0](x, training=True).numpy(), want, rtol=1e-5, atol=1e-6)
     l0, g0 = _step(plain, x)
     l1, g1 = tf.function(_step)(fused, x)  # as the trainer runs it: in a graph
     np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
     assert len(g1) == len(g0) and all(g is not None for g in g1)
     for a, b in zip(g0, g1):  # both bias vectors, both kernels, per direction, and the Dense after
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(fused(x, training=False).numpy(), plain(x, training=False).numpy())
+    assert xla_functions(lambda: fused(x, training=False)) == []  # inference: Keras' own call
+    np.testing.assert_allclose(fused.layers[0](x, training=False).numpy(), want, rtol=1e-5, atol=1e-6)
     undo()
     assert "call" not in vars(fused.layers[0])
 
@@ -80,14 +115,20 @@ def test_masks_and_initial_states_run_keras_call():
                                       plain.layers[0](x, training=True, **kwargs).numpy())
 
 
-def test_fused_under_mixed_bfloat16():
+def test_fused_under_mixed_bfloat16_is_as_close_to_float32_as_keras():
+    """Under mixed_bfloat16 the fused loop runs in bf16; its outputs, loss and every gradient are within
+    bf16 round-off of float32 (NumPy for the LSTM outputs, Keras for the gradients)."""
     (plain, fused), x = _pair(policy="mixed_bfloat16")
+    (exact, _), _ = _pair()
+    exact.set_weights(plain.get_weights())
     fuse_lstms([fused])
+    assert len(xla_functions(_step, fused, x)) == 2
     assert fused.layers[0](x, training=True).dtype == tf.bfloat16
-    l0, _ = _step(plain, x)
-    l1, grads = _step(fused, x)
-    assert float(l1) == pytest.approx(float(l0), rel=2e-2)
-    assert all(g.dtype == tf.float32 and np.all(np.isfinite(g.numpy())) for g in grads)
+    got, keras_bf16, want = ([model.layers[0](x, training=True), loss, *grads]
+                             for model in (fused, plain, exact) for loss, grads in [tf.function(_step)(model, x)])
+    want[0] = _numpy_lstm(x, exact.layers[0])
+    assert all(g.dtype == tf.float32 for g in got[2:])
+    assert_bf16_close(got, keras_bf16, want)
 
 
 MIRRORED = '''

@@ -183,6 +183,7 @@ def test_int8_static_variant_builds_and_runs(exported):
     assert report.path.name == "sep.int8-static.onnx"
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(report.path).graph.node}
     assert tfonnx.read_onnx_metadata(report.path)["precision"] == "int8-static"
-    assert onnx_precision.compare(result.path, report.path, waveform=pieces[0]) < 1.0
+    # max |diff| / scale on a calibration piece: 0.015 measured on this tiny model (make_variant allows 0.25)
+    assert onnx_precision.compare(result.path, report.path, waveform=pieces[0]) <= 0.05
     with pytest.raises(onnx_precision.PrecisionError, match="calibration"):
         onnx_precision.make_variant(result.path, "int8-static")

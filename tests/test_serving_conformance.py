@@ -18,9 +18,10 @@ import pytest
 from tests.test_export_saved_model import HOP, N_FFT, TinySeparator, export_tiny_separator, export_tiny_vae
 from tfmusic.export import saved_model as sm
 from tfmusic.serving import repository
+from tfmusic.serving.batching import Batcher
 from tfmusic.serving.config import BatchingConfig, MonitoringConfig
 from tfmusic.serving.server import EmbeddedServer
-from tfmusic.serving.tensors import to_tensor_proto
+from tfmusic.serving.tensors import from_tensor_proto, to_tensor_proto
 
 
 def _server(repo, **batching):
@@ -200,15 +201,45 @@ def test_different_lengths_in_one_batch_need_padding(repo):
 
 def test_large_batch_splitting(repo):
     """bundle_factory_util.h GetQueueOptions: max_batch_size bounds a request; with splitting, batches run
-    at most max_execution_batch_size examples and the request's outputs are concatenated."""
+    at most max_execution_batch_size examples and the request's outputs are concatenated in order: 5
+    examples run as 3 batches and answer what the SavedModel itself answers."""
+    import tensorflow as tf
+
+    x = wav(batch=5)
+    want = tf.saved_model.load(str(repo / "separator" / "1")).signatures["serving_default"](waveform=tf.constant(x))
     with _server(repo, max_batch_size=8, enable_large_batch_splitting=True, max_execution_batch_size=2) as server:
+        histogram = server.core.metrics.processed_batch_size
+        before = histogram._cells.get((), [[], 0.0])
+        batches_before, examples_before = sum(before[0]), before[1]
         channel, predict, _ = stubs(server)
         with channel:
-            x = wav(batch=5)
             response = predict.Predict(predict_request(inputs={"waveform": x}), timeout=60)
-            assert response.outputs["vocals"].tensor_shape.dim[0].size == 5
+            after = histogram._cells[()]
+            assert (sum(after[0]) - batches_before, after[1] - examples_before) == (3, 5)  # 2 + 2 + 1 examples
             assert code_of(predict.Predict, predict_request(inputs={"waveform": wav(batch=9)})) == "INVALID_ARGUMENT"
-        assert server.core.metrics.processed_batch_size._cells[()][1] > 0
+    assert set(response.outputs) == set(want)
+    for name, tensor in response.outputs.items():
+        np.testing.assert_allclose(from_tensor_proto(tensor), want[name].numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_split_request_runs_in_execution_sized_batches_in_order():
+    """batching_session.cc SplitInputTask, at the Batcher: the model sees batches of at most
+    max_execution_batch_size examples, and the request's outputs are its pieces' in request order."""
+    seen = []
+
+    def model(inputs: dict) -> dict:
+        seen.append(inputs["x"][:, 0].tolist())
+        return {"y": 10 * inputs["x"]}
+
+    batcher = Batcher(BatchingConfig(max_batch_size=8, enable_large_batch_splitting=True, max_execution_batch_size=2,
+                                     num_batch_threads=1))
+    try:
+        x = np.arange(10, dtype=np.float32).reshape(5, 2)
+        out = batcher.run("key", model, {"x": x})
+    finally:
+        batcher.close()
+    assert sorted(seen) == [[0, 2], [4, 6], [8]]
+    np.testing.assert_array_equal(out["y"], 10 * x)
 
 
 def test_inputs_without_a_batch_dimension_fail_under_batching(repo, tmp_path):

@@ -98,6 +98,7 @@ def test_graph_of_the_training_step(run):
     ops = {node.op for g in graphs for node in g.node} | {
         node.op for g in graphs for f in g.library.function for node in f.node_def}
     assert event.step == 1 and "MatMul" in ops
+    assert "ResourceApplyAdam" in ops  # trainer.fused_adam is on by default: the step runs the fused update
 
 
 def test_hparams_session_with_final_metrics(run):
@@ -110,7 +111,7 @@ def test_hparams_session_with_final_metrics(run):
     assert start.hparams["learning_rate"].number_value == pytest.approx(0.01)
     assert start.hparams["trainer.batch_size"].number_value == 8
     assert start.hparams["task"].string_value == "toy"
-    assert start.group_name == "toy-run" or start.group_name  # trial id
+    assert start.group_name == "toy-run"  # the trial id: the run directory's name
     end_event = session.Tensors("_hparams_/session_end_info")[0]
     end = plugin_data_pb2.HParamsPluginData.FromString(
         session.SummaryMetadata("_hparams_/session_end_info").plugin_data.content).session_end_info
