@@ -36,11 +36,16 @@ def test_separate_stereo_22k_song_with_plot(models, tmp_path, capsys):
                  "--out", str(out), "--chunk-seconds", "2", "--overlap-seconds", "0.5",
                  "--wiener-iterations", "1", "--plot", "--median-frames", "11"])
     assert code == 0
-    for target in ("vocals", "bass"):
+    for target in ("vocals", "bass"):  # stems at the song's own rate and length
         audio, sr = sf.read(out / "song" / f"{target}.wav", always_2d=True)
-        assert sr == 44100 and audio.shape == (44100 * 3, 2) and np.all(np.isfinite(audio))
+        assert sr == 22050 and audio.shape == (22050 * 3, 2) and np.all(np.isfinite(audio))
         audio, sr = sf.read(out / "mono" / f"{target}.wav", always_2d=True)
-        assert audio.shape == (30000, 1)
+        assert sr == 44100 and audio.shape == (30000, 1)
+    model_rate = tmp_path / "model_rate"
+    assert main(["separate", str(song), "--model", models[1], "--out", str(model_rate), "--stem-rate", "model",
+                 "--quiet"]) == 0
+    audio, sr = sf.read(model_rate / "song" / "bass.wav", always_2d=True)
+    assert sr == 44100 and audio.shape == (44100 * 3, 2)
     table = np.loadtxt(out / "song" / "activity.csv", delimiter=",", skiprows=1)
     assert table.shape == (1 + 44100 * 3 // 1024, 2) and np.all((table[:, 1] >= 0) & (table[:, 1] <= 1))
     assert (out / "song" / "activity.png").stat().st_size > 1000

@@ -27,12 +27,18 @@ class StemWriters:
 
     Each stem is written as ``.<name>.partial.wav`` and renamed into place only when the whole song
     is done: a run that fails half way (a server gone past its deadline, non-finite output) leaves
-    no half stems, and an earlier run's stems stay as they were.
+    no half stems, and an earlier run's stems stay as they were. With ``out_rate`` (the song's own
+    rate) the model-rate segments are resampled on the way (one streaming soxr resampler per stem,
+    so chunk edges leave no seam) and each stem is cut or padded to ``out_frames``, the song's length.
     """
 
-    def __init__(self, folder: Path, channels: int, subtype: str, sample_rate: int) -> None:
+    def __init__(self, folder: Path, channels: int, subtype: str, sample_rate: int,
+                 out_rate: int | None = None, out_frames: int | None = None) -> None:
         self.folder, self.channels, self.subtype, self.sample_rate = folder, channels, subtype, sample_rate
+        self.out_rate = out_rate or sample_rate
+        self.out_frames = out_frames
         self.files: dict = {}
+        self.resamplers: dict = {}
 
     def __call__(self, name: str, segment: np.ndarray) -> None:
         import soundfile as sf
@@ -40,17 +46,37 @@ class StemWriters:
         path = self.folder / f".{name}.partial.wav"
         if name not in self.files:
             try:
-                self.files[name] = sf.SoundFile(str(path), "w", self.sample_rate, self.channels, self.subtype)
+                self.files[name] = sf.SoundFile(str(path), "w", self.out_rate, self.channels, self.subtype)
             except Exception as err:
                 raise AudioFileError(path, f"cannot write audio ({err})") from err
+            if self.out_rate != self.sample_rate:
+                import soxr
+
+                self.resamplers[name] = soxr.ResampleStream(self.sample_rate, self.out_rate, self.channels,
+                                                            dtype="float32", quality="HQ")
         if not np.all(np.isfinite(segment)):
             raise AudioFileError(path, "refusing to write NaN/Inf samples (model produced non-finite output)")
-        self.files[name].write(np.ascontiguousarray(segment.T))
+        frames = np.ascontiguousarray(segment.T, dtype=np.float32)
+        if name in self.resamplers:
+            frames = self.resamplers[name].resample_chunk(frames)
+        self._write(name, frames)
+
+    def _write(self, name: str, frames: np.ndarray) -> None:
+        handle = self.files[name]
+        if self.out_frames is not None:
+            frames = frames[: max(0, self.out_frames - handle.tell())]
+        handle.write(frames)
 
     def close(self, keep: bool = True) -> list[Path]:
-        """Close every stem; ``keep``: rename them into place (returned), else delete them."""
+        """Close every stem (flushing its resampler, padding it to the song's length); ``keep``: rename
+        them into place (returned), else delete them."""
         paths = []
         for name, handle in self.files.items():
+            if keep and name in self.resamplers:
+                self._write(name, self.resamplers[name].resample_chunk(
+                    np.zeros((0, self.channels), np.float32), last=True))
+            if keep and self.out_frames is not None and handle.tell() < self.out_frames:
+                handle.write(np.zeros((self.out_frames - handle.tell(), self.channels), np.float32))
             handle.close()
             partial = self.folder / f".{name}.partial.wav"
             if keep:
@@ -173,15 +199,19 @@ def existing_outputs(out_root: Path, names: Sequence[str], targets: Sequence[str
 
 def separate_file(path: str, chunk_fn: ChunkFn, folder: Path, settings: AudioSettings, *, chunk_seconds: float,
                   overlap_seconds: float, subtype: str = "FLOAT", plot: bool = False,
-                  progress: bool = False, curves_out: dict | None = None) -> tuple[list[Path], float, dict[str, np.ndarray]]:
+                  progress: bool = False, curves_out: dict | None = None,
+                  song_rate: bool = True) -> tuple[list[Path], float, dict[str, np.ndarray]]:
     """Separate one song file into ``folder`` (stems + activity); returns (written files, seconds, curves).
-    ``curves_out``, if given, receives every frame output (e.g. ``<target>_pitch`` for transcription)."""
+    ``curves_out``, if given, receives every frame output (e.g. ``<target>_pitch`` for transcription).
+    ``song_rate``: stems at the song's own rate and length (else at the model's rate)."""
     from tfmusic.audio.chunking import separate_waveform
 
     audio = open_song(path, settings.sample_rate)
     channels, samples = audio.shape
     folder.mkdir(parents=True, exist_ok=True)
-    writers = StemWriters(folder, channels, subtype, settings.sample_rate)
+    info = audio_info(path) if song_rate else None
+    writers = StemWriters(folder, channels, subtype, settings.sample_rate,
+                          out_rate=info.sample_rate if info else None, out_frames=info.frames if info else None)
     done = False
     try:
         curves = separate_waveform(audio, chunk_fn, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds,

@@ -30,8 +30,9 @@ Separate songs into stems with IASS and/or Open-Unmix models (one model per targ
 file (an IASS/OpenUnmix model that knows its target, or a saved Separator); repeat it per target.
 Without --model the models that ship with tfmusic are used (`tfmusic models list`; with --targets,
 the shipped model of each named target).
-Input of any sample rate is resampled to the models' rate (44.1 kHz); stems are written at that
-rate as OUT/<song>/<target>.wav, with the song's channel count. Songs whose file names collide
+Input of any sample rate is resampled to the models' rate (44.1 kHz) and the stems back to the
+song's rate and length (--stem-rate model keeps 44.1 kHz), as OUT/<song>/<target>.wav, with the
+song's channel count. Songs whose file names collide
 (MUSDB's */mixture.wav) are named by their folder; existing stems are never replaced silently
 (--overwrite). IASS models also report per-frame activity
 (OUT/<song>/activity.csv; --plot draws it to activity.png).
@@ -187,7 +188,7 @@ def run_separate(args: argparse.Namespace) -> int:
             written, seconds, activity = separate_file(
                 path, separate_chunk, out_root / name, settings, chunk_seconds=chunk_seconds,
                 overlap_seconds=args.overlap_seconds, subtype=args.subtype, plot=args.plot, progress=progress,
-                curves_out=curves)
+                curves_out=curves, song_rate=args.stem_rate == "song")
         except AudioFileError as err:  # one bad song does not cost the rest of the batch
             print(f"tfmusic separate: error: {err}", file=sys.stderr)
             failed.append(str(path))
@@ -262,6 +263,9 @@ def register(subparsers) -> None:
                         "((88, frames) A0..C8, frames gated by the predicted activity)")
     parser.add_argument("--pitch-threshold", type=float, default=0.5,
                         help="--transcribe: key probability above which a key is on (default: %(default)s)")
+    parser.add_argument("--stem-rate", choices=("song", "model"), default="song",
+                        help="sample rate of the written stems: the song's own (same length as the song; "
+                        "default) or the model's (44.1 kHz)")
     parser.add_argument("--subtype", default="FLOAT", choices=["FLOAT", "PCM_16", "PCM_24"],
                         help="WAV sample format of the stems (default: %(default)s; PCM clips at +-1)")
     parser.add_argument("--backend", default="keras", choices=sorted(CHUNK_BACKENDS),
