@@ -50,19 +50,24 @@ def test_library_never_imports_the_cli():
     assert not bad, f"library code imports tfmusic.cli: {bad}"
 
 
+def _reaches(graph: dict, start: str, goal: str) -> bool:
+    """Whether ``goal`` is reachable from ``start`` along the import edges of ``graph``."""
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    return False
+
+
 def test_no_cycle_between_packages():
     graph = _graph()
 
     def reaches(start: str, goal: str) -> bool:
-        seen, todo = set(), [start]
-        while todo:
-            node = todo.pop()
-            if node == goal:
-                return True
-            if node not in seen:
-                seen.add(node)
-                todo.extend(graph.get(node, {}))
-        return False
+        return _reaches(graph, start, goal)
 
     cycles = [(a, b, graph[a][b][:2]) for a in graph for b in graph[a] if reaches(b, a)]
     assert not cycles, f"package cycles: {cycles}"
@@ -103,15 +108,7 @@ def test_no_cycle_between_modules_of_a_package():
     graph = _module_graph()
 
     def reaches(start: str, goal: str) -> bool:
-        seen, todo = set(), [start]
-        while todo:
-            node = todo.pop()
-            if node == goal:
-                return True
-            if node not in seen:
-                seen.add(node)
-                todo.extend(graph.get(node, ()))
-        return False
+        return _reaches(graph, start, goal)
 
     cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a)})
     assert not cycles, f"module cycles inside a package (move what both need into a module of its own): {cycles}"
