@@ -288,7 +288,6 @@ def make_eval_dataset(
     manifest, files = _dataset_files(data_dir, split)
     samples, frames = _check_args(manifest, target, batch_size, segment_seconds, channels)
     codec = _Codec(manifest, channels)
-    aug = augmentation or Augmentation()
     rate = int(manifest["config"]["sample_rate"])
     stride_m = max(1, samples // activity.HOP)
     n_crops = 1 + (codec.samples - samples) // (stride_m * activity.HOP)
