@@ -101,7 +101,8 @@ class SpectralPitchHead(keras.layers.Layer):
             estimate = ops.stop_gradient(estimate)
         spec = ops.stack([ops.mean(estimate, axis=1), ops.mean(mixture, axis=1)], axis=2)  # (B, T, 2, F)
         bank = ops.cast(ops.convert_to_tensor(self.filterbank), spec.dtype)
-        logf = ops.log1p(ops.matmul(spec[..., : self.n_bins], bank))  # (B, T, 2, rows)
+        # log(1 + x), not log1p: tf2onnx has no Log1p (x >= 0 here, so nothing is lost)
+        logf = ops.log(1.0 + ops.matmul(spec[..., : self.n_bins], bank))  # (B, T, 2, rows)
         width = self.keys * self.bins_per_semitone
         stacked = [logf[..., self.offset + s: self.offset + s + width] for s in self.shifts]
         x = ops.concatenate(stacked, axis=2)  # (B, T, 2 * H, width)
