@@ -26,12 +26,14 @@ frame-level F1, and stores it in ``model.keras`` (``IASSPitch.pitch_threshold``)
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Mapping
 
 from tfmusic.training.config import ConfigError, deep_merge, from_dict, to_dict
 from tfmusic.training.separation import SeparationConfig, SeparationTask
 
 MODEL = "iass_pitch"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -58,6 +60,9 @@ class PitchSeparationConfig(SeparationConfig):
                 raise ConfigError(f"{source}: {name} must be >= 0, got {getattr(self, name)}")
         if self.pitch_pos_weight <= 0:
             raise ConfigError(f"{source}: pitch_pos_weight must be > 0, got {self.pitch_pos_weight}")
+        if self.threshold_split not in (None, "train", "valid", "test"):
+            raise ConfigError(f"{source}: threshold_split must be train, valid, test or null, got "
+                              f"{self.threshold_split!r}")
         if self.threshold_batches is not None and self.threshold_batches < 1:
             raise ConfigError(f"{source}: threshold_batches must be >= 1 or null, got {self.threshold_batches}")
 
@@ -157,9 +162,13 @@ class PitchSeparationTask(SeparationTask):
         if cfg.threshold_split is None:
             return None
         model = load_keras_file(model_path)
-        dataset = make_eval_dataset(cfg.data_dir, cfg.threshold_split, cfg.target, self.context.batch_size,
-                                    segment_seconds=cfg.eval_segment_seconds or cfg.segment_seconds,
-                                    channels=cfg.nb_channels, pitch=True)
+        try:
+            dataset = make_eval_dataset(cfg.data_dir, cfg.threshold_split, cfg.target, self.context.batch_size,
+                                        segment_seconds=cfg.eval_segment_seconds or cfg.segment_seconds,
+                                        channels=cfg.nb_channels, pitch=True)
+        except ValueError as err:  # e.g. a split without songs: the model keeps its threshold
+            log.warning("pitch threshold not calibrated: %s", err)
+            return None
         if cfg.threshold_batches:
             dataset = dataset.take(cfg.threshold_batches)
 
@@ -176,6 +185,8 @@ class PitchSeparationTask(SeparationTask):
             probs.append(forward(mixture).numpy()[keep])
             labels.append(roll.numpy()[keep] > 0.5)
         if not probs or not sum(len(p) for p in probs):
+            log.warning("pitch threshold not calibrated: no pitch-labelled segments in the %s split",
+                        cfg.threshold_split)
             return None
         probs, labels = np.concatenate(probs), np.concatenate(labels)
         threshold, f1 = choose_threshold(probs, labels)
