@@ -160,3 +160,32 @@ def test_version_1_dataset_still_reads(dataset, tmp_path):
     batch = next(iter(make_dataset(old, "train", "bass", 2, segment_seconds=3.0, seed=0, deterministic=True,
                                    pitch=True)))
     assert len(batch) == 5 and not batch[4].numpy().any() and not batch[3].numpy().any()
+
+
+def test_pitch_threshold_is_chosen_on_a_split_and_stored_in_the_model(dataset, tmp_path):
+    """After training, `tfmusic train iass_pitch` calls calibrate_threshold: the best grid threshold
+    on the split's labelled segments goes into model.keras and pitch_threshold.json."""
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    from tfmusic.models.files import load_keras_file
+    from tfmusic.training.separation_pitch import THRESHOLDS, PitchSeparationConfig, PitchSeparationTask
+    from tfmusic.training.task import TaskContext
+
+    out, _ = dataset
+    keras.utils.set_random_seed(0)
+    task = PitchSeparationTask(PitchSeparationConfig(target="bass", data_dir=str(out), segment_seconds=4.0,
+                                                     threshold_split="train",
+                                                     model_kwargs={"max_bin": 729, "pitch_filters": 4}))
+    task.bind(TaskContext(strategy=tf.distribute.get_strategy(), batch_size=1))
+    task.build()
+    task.model.activity.out.bias.assign(np.full(1, 20.0, np.float32))  # gate open
+    path = tmp_path / "model.keras"
+    task.model.save(path)
+    record = task.calibrate_threshold(str(path))
+    assert record["threshold"] in THRESHOLDS and record["f1"] >= record["f1_at_0.5"]
+    assert record["on_cells"] == len(ON_FRAMES)  # only the song with a MIDI file is labelled
+    assert json.loads((tmp_path / "pitch_threshold.json").read_text()) == record
+    assert load_keras_file(path).pitch_threshold == record["threshold"]

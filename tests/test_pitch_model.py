@@ -1,5 +1,6 @@
-"""IASS+pitch: the pitch loss is masked where labels are absent, the model saves and loads, the
-Separator adds ``<target>_pitch``, and the pitch output is in the SavedModel and ONNX signatures."""
+"""IASS+pitch: the pitch loss (masked where labels are absent; class weights and focal term), the
+log-frequency view, the stored decision threshold, saving and loading (also of issue-17 files), the
+Separator's ``<target>_pitch``, and the pitch output in the SavedModel and ONNX signatures."""
 
 from __future__ import annotations
 
@@ -39,6 +40,75 @@ def test_pitch_loss_is_masked_where_labels_are_absent():
     np.testing.assert_allclose(a["loss"].numpy()[0],
                                (a["mse"] + 2.0 * a["bce"] + 3.0 * a["pitch_bce"]).numpy()[0], rtol=1e-6)
     np.testing.assert_allclose(a["loss"].numpy()[1], (a["mse"] + 2.0 * a["bce"]).numpy()[1], rtol=1e-6)
+
+
+def test_multipitch_loss_weights_on_cells_and_focuses_on_hard_ones():
+    import tensorflow as tf
+
+    from tfmusic.training.separation_pitch import multipitch_loss
+
+    labels = np.array([[1.0, 0.0, 1.0, 0.0]], np.float32)
+    logits = np.array([[-2.0, -2.0, 3.0, 3.0]], np.float32)
+    plain = multipitch_loss(labels, logits).numpy()
+    want = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits).numpy()
+    np.testing.assert_allclose(plain, want, rtol=1e-6)  # pos_weight 1, gamma 0: the plain BCE
+    weighted = multipitch_loss(labels, logits, pos_weight=8.0).numpy()
+    np.testing.assert_allclose(weighted, want * np.where(labels > 0, 8.0, 1.0), rtol=1e-6)
+    focal = multipitch_loss(labels, logits, focal_gamma=2.0).numpy()
+    p = 1 / (1 + np.exp(-logits))
+    np.testing.assert_allclose(focal, want * np.where(labels > 0, (1 - p) ** 2, p ** 2), rtol=1e-5)
+    # easy cells (index 1: off and predicted off) lose more weight than hard ones (index 0: missed note)
+    assert focal[0, 1] / want[0, 1] < focal[0, 0] / want[0, 0]
+
+
+def test_choose_threshold_picks_the_best_frame_f1():
+    from tfmusic.training.separation_pitch import choose_threshold, frame_f1
+
+    labels = np.array([[1, 0, 0, 1, 0]], bool)
+    probs = np.array([[0.3, 0.1, 0.2, 0.35, 0.05]], np.float32)  # every note under 0.5
+    threshold, f1 = choose_threshold(probs, labels)
+    assert 0.2 < threshold <= 0.3 and f1 == 1.0
+    assert frame_f1(probs >= 0.5, labels) == 0.0
+
+
+def test_log_frequency_view_finds_a_bass_note_by_its_row():
+    from tfmusic.models.iass_pitch import log_frequency_filterbank
+
+    bank = log_frequency_filterbank(44100, 4096, 1487, 3, 21, 88 * 3)
+    live = bank.sum(axis=0) > 0
+    np.testing.assert_allclose(bank.sum(axis=0)[live], 1.0, rtol=1e-5)  # rows average their bins
+    assert live[:3].all()  # A0's rows are narrower than a bin and interpolate instead of going empty
+    # a sinusoid's strongest row is its key's centre row: exactly where rows are wider than a bin (A6,
+    # 1760 Hz), within a third of a semitone at 220 Hz (A3; below, the STFT bins limit it: harmonics help)
+    t = np.arange(4096) / 44100
+    for key, hz, slack in ((72, 1760.0, 0), (36, 220.0, 1)):
+        mag = np.abs(np.fft.rfft(np.hanning(4096) * np.sin(2 * np.pi * hz * t)))[:1487]
+        assert abs(int(np.argmax(mag @ bank)) - key * 3) <= slack
+
+
+def test_inference_logits_are_centred_on_the_stored_threshold(tmp_path):
+    from tfmusic.models.files import load_keras_file
+    from tfmusic.models.iass_pitch import IASSPitch
+
+    keras.utils.set_random_seed(0)
+    model = IASSPitch(max_bin=729, target="bass", pitch_filters=4).build_for_frames(12)
+    x = np.random.default_rng(0).random((1, 1, 12, 2049)).astype(np.float32)
+    raw = model(x)["pitch_logits"].numpy()
+    model.pitch_threshold = 0.2
+    model.save(tmp_path / "m.keras")
+    loaded = load_keras_file(tmp_path / "m.keras")
+    assert loaded.pitch_threshold == 0.2 and loaded.pitch_head == "spectral"
+    np.testing.assert_allclose(loaded(x)["pitch_logits"], raw - np.log(0.2 / 0.8), atol=1e-5)
+
+
+def test_issue_17_configs_load_with_the_latent_head():
+    from tfmusic.models.iass_pitch import IASSPitch, PitchHead
+
+    config = IASSPitch(max_bin=729, pitch_head="latent", pitch_filters=4).get_config()
+    for key in ("pitch_head", "pitch_bins_per_semitone", "pitch_harmonics", "pitch_detach", "pitch_threshold"):
+        config.pop(key)  # what a file written before issue 26 holds
+    model = IASSPitch.from_config(config)
+    assert isinstance(model.pitch, PitchHead) and model.pitch_threshold == 0.5
 
 
 def test_no_labels_no_gradient_into_the_pitch_head():
@@ -122,7 +192,7 @@ def test_separate_transcribe_writes_pianoroll_and_midi(tmp_path):
     keras.utils.set_random_seed(0)
     model = IASSPitch(max_bin=729, target="bass", pitch_filters=4).build_for_frames()
     # bias every key on and the activity gate open, so the transcription has notes to write
-    model.pitch.out.bias.assign(np.full(88, 5.0, np.float32))
+    model.pitch.out.bias.assign(np.full(1, 5.0, np.float32))  # one logit bias shared by every key
     model.activity.out.bias.assign(np.full(1, 20.0, np.float32))
     model.save(tmp_path / "bass.keras")
     song = tmp_path / "song.wav"

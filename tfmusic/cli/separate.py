@@ -126,7 +126,7 @@ def _server_backend(args: argparse.Namespace) -> tuple[ChunkFn, list[str]]:
         raise CliError("--backend server needs --server HOST:PORT")
     try:
         fn, keep = server_chunk_backend(args.server, args.server_model, timeout=args.server_timeout,
-                                        targets=args.targets)
+                                        targets=args.targets, pitch=bool(getattr(args, "transcribe", False)))
     except ServingError as err:
         raise CliError(str(err)) from err
 
@@ -260,9 +260,12 @@ def register(subparsers) -> None:
     parser.add_argument("--plot", action="store_true", help="also draw the activity curves to activity.png")
     parser.add_argument("--transcribe", action="store_true",
                         help="IASS+pitch models: also write OUT/<song>/<target>.mid and <target>.pianoroll.npy "
-                        "((88, frames) A0..C8, frames gated by the predicted activity)")
+                        "((88, frames) A0..C8, frames gated by the predicted activity); every backend (an ONNX "
+                        "export of such a separator carries its pitch, a server is asked for it)")
     parser.add_argument("--pitch-threshold", type=float, default=0.5,
-                        help="--transcribe: key probability above which a key is on (default: %(default)s)")
+                        help="--transcribe: key probability above which a key is on (default: %(default)s, which "
+                        "is the threshold the model chose on its validation split: its probabilities are "
+                        "centred on it)")
     parser.add_argument("--stem-rate", choices=("song", "model"), default="song",
                         help="sample rate of the written stems: the song's own (same length as the song; "
                         "default) or the model's (44.1 kHz)")

@@ -61,7 +61,8 @@ def register(subparsers) -> None:
     parser.add_argument("--eval-steps", type=int, help="batches per evaluation (trainer.eval_steps)")
     parser.add_argument("--no-eval", action="store_true", help="no evaluation split (no plateau / early stopping)")
     parser.add_argument("--stats-batches", type=int, help="batches for the input statistics (default 32)")
-    parser.add_argument("--pitch-weight", type=float, help="iass_pitch: weight of the pitch BCE (default 1)")
+    parser.add_argument("--pitch-weight", type=float, help="iass_pitch: weight of the pitch loss (default 1; "
+                        "its class weighting and focal exponent: --set pitch_pos_weight=..., pitch_focal_gamma=...)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"),
                         help="tf.distribute strategy (multiworker reads TF_CONFIG)")
     parser.add_argument("--devices", help="mirrored: a device count (GPUs, or logical CPUs when there is no "
@@ -204,6 +205,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     if not is_chief(strategy):
         return 0
+    calibrate = getattr(task, "calibrate_threshold", None)  # iass_pitch: the decision threshold, stored in the model
+    chosen = calibrate(result.model_path) if calibrate is not None and result.model_path else None
     last = result.history[-1]["eval"] if result.history else {}
     lines = [
         f"run directory: {result.run_dir}",
@@ -213,6 +216,9 @@ def run_train(args: argparse.Namespace) -> int:
         lines.append(f"best eval {config.trainer.monitor}: {result.best_metric:.6g} at step {result.best_step}")
     if last:
         lines.append("last eval: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
+    if chosen:
+        lines.append(f"pitch threshold: {chosen['threshold']:.2f} (frame F1 {chosen['f1']:.3f} on the "
+                     f"{chosen['split']} split; {chosen['f1_at_0.5']:.3f} at 0.5)")
     lines.append(f"model: {result.model_path}")
     print("\n".join(lines), file=sys.stdout)
     return 0

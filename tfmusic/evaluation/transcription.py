@@ -4,7 +4,9 @@ The separated instrument's pitch probabilities become a piano roll and notes by 
 (:mod:`tfmusic.models.transcription`, what ``tfmusic separate --transcribe`` writes) and are scored
 here against the MIDI file a synthesized song was rendered from. The streaming evaluation
 (``pipeline.py`` / ``scoring.py``) can call :func:`score_song` per song and :func:`summarize` at the
-end; :func:`evaluate_songs` is the stand-alone path the pitch experiment uses.
+end; :func:`pitch_curves` + :func:`score_curves` (or :func:`evaluate_songs`) is the stand-alone path
+the pitch experiment uses, and :func:`score_transcription` scores any other transcriber's roll and
+notes (basic-pitch in ``bench/experiment_pitch.py``) the same way.
 
 Metrics: ``mir_eval.multipitch`` (frame level, pitches compared in Hz within half a semitone;
 precision, recall, accuracy, and F-measure = 2PR / (P + R)) on the frame times, and
@@ -62,21 +64,28 @@ def note_scores(ref_notes: Sequence[Note], est_notes: Sequence[Note]) -> dict[st
     return {"precision": float(p), "recall": float(r), "f_measure": float(f)}
 
 
-def score_song(pitch_probs: np.ndarray, reference_notes: Sequence[Note], sample_rate: int, hop: int,
-               activity: np.ndarray | None = None, threshold: float = PITCH_THRESHOLD) -> dict[str, Any]:
-    """Score one song's ``(88, T)`` pitch probabilities (``center=True`` frames, frame ``t`` at
-    ``t * hop / sample_rate``) against the notes the target stem was rendered from."""
-    probs = np.asarray(pitch_probs)
-    frames = probs.shape[1]
+def score_transcription(est_roll: np.ndarray, est_notes: Sequence[Note], reference_notes: Sequence[Note],
+                        sample_rate: int, hop: int) -> dict[str, Any]:
+    """Score any transcriber's ``(88, T)`` roll on our frames (``center=True``, frame ``t`` at
+    ``t * hop / sample_rate``) and its notes against the notes the target stem was rendered from."""
+    est_roll = np.asarray(est_roll, bool)
+    frames = est_roll.shape[1]
     times = np.arange(frames) * hop / float(sample_rate)
     ref_roll = notes_to_roll(reference_notes, frames, sample_rate, hop=hop, center=True).T
-    est_roll = transcribe(probs, activity, threshold)
     ref_in_range = [n for n in reference_notes if 0 <= n[2] - LOW_PITCH < NUM_KEYS]
-    est_notes = roll_to_notes(est_roll, hop / float(sample_rate))
     return {"frames": frames, "reference_notes": len(ref_in_range), "estimated_notes": len(est_notes),
             "reference_active_frames": int(ref_roll.any(axis=0).sum()),
             "multipitch": multipitch_scores(ref_roll, est_roll, times),
             "notes": note_scores(ref_in_range, est_notes)}
+
+
+def score_song(pitch_probs: np.ndarray, reference_notes: Sequence[Note], sample_rate: int, hop: int,
+               activity: np.ndarray | None = None, threshold: float = PITCH_THRESHOLD) -> dict[str, Any]:
+    """Score one song's ``(88, T)`` pitch probabilities (``center=True`` frames) as ``tfmusic separate
+    --transcribe`` turns them into a roll and notes."""
+    est_roll = transcribe(np.asarray(pitch_probs), activity, threshold)
+    return score_transcription(est_roll, roll_to_notes(est_roll, hop / float(sample_rate)), reference_notes,
+                               sample_rate, hop)
 
 
 def summarize(per_song: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -89,31 +98,51 @@ def summarize(per_song: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def song_reference_notes(song_dir: str, target: str) -> list[Note]:
-    """The notes of every stem of ``target`` in a synthesized song folder (its MIDI + METADATA yaml)."""
+def _target_stems(song_dir: str, target: str) -> tuple[str, dict, list[dict]]:
+    """``(song name, METADATA, the stems whose instrument maps to target)`` of a synthesized song folder."""
     import yaml
 
     from tfmusic import storage
     from tfmusic.data.stems import taxonomy
-    from tfmusic.data.stems.pitch import read_midi_tracks, track_notes
 
     name = storage.basename(song_dir.rstrip("/"))
     meta = yaml.safe_load(storage.read_text(storage.join(song_dir, f"{name}_METADATA.yaml")))
+    stems = [stem for stem in (meta.get("stems") or {}).values()
+             if taxonomy.map_label(str(stem.get("instrument", "")), "other")[0] == target]
+    return name, meta, stems
+
+
+def song_reference_notes(song_dir: str, target: str) -> list[Note]:
+    """The notes of every stem of ``target`` in a synthesized song folder (its MIDI + METADATA yaml)."""
+    from tfmusic import storage
+    from tfmusic.data.stems.pitch import read_midi_tracks, track_notes
+
+    name, meta, stems = _target_stems(song_dir, target)
     midi_path = storage.join(song_dir, str(meta.get("midi_filename") or f"{name}.mid"))
     tracks = read_midi_tracks(storage.read_bytes(midi_path), midi_path)
     notes: list[Note] = []
-    for stem in (meta.get("stems") or {}).values():
-        inst, _ = taxonomy.map_label(str(stem.get("instrument", "")), "other")
-        if inst == target and stem.get("midi_track") is not None:
+    for stem in stems:
+        if stem.get("midi_track") is not None:
             notes += track_notes(tracks, int(stem["midi_track"]), midi_path)
     return sorted(notes)
 
 
-def evaluate_songs(model_paths: Sequence[str], song_dirs: Sequence[str], target: str, *,
-                   threshold: float = PITCH_THRESHOLD, gate_by_activity: bool = True,
-                   chunk_seconds: float = 20.0, overlap_seconds: float = 1.5) -> dict[str, Any]:
-    """Separate each synthesized song's mixture with the IASS+pitch model(s) and score the target's
-    transcription; returns ``{"per_song": {...}, "summary": {...}}``."""
+def song_target_audio(song_dir: str, target: str, sample_rate: int) -> np.ndarray | None:
+    """The sum of a synthesized song's ``target`` stems ``(channels, samples)`` (the true stem a
+    transcriber can be given as its upper reference), or None when the song has none."""
+    from tfmusic import storage
+    from tfmusic.audio.io import read_audio
+
+    name, meta, stems = _target_stems(song_dir, target)
+    folder = storage.join(song_dir, str(meta.get("stem_dir") or f"{name}_STEMS"))
+    parts = [read_audio(storage.join(folder, str(stem["filename"])), sample_rate)[0] for stem in stems]
+    return np.sum(parts, axis=0) if parts else None
+
+
+def pitch_curves(model_paths: Sequence[str], song_dirs: Sequence[str], target: str, *, chunk_seconds: float = 20.0,
+                 overlap_seconds: float = 1.5) -> dict[str, dict[str, Any]]:
+    """Separate each synthesized song's mixture with the IASS+pitch model(s): per song, the target's
+    ``pitch`` ``(88, T)`` and ``activity`` ``(T,)`` curves and the framing they are on."""
     from tfmusic import storage
     from tfmusic.audio.chunking import graph_chunk_fn, separate_waveform
     from tfmusic.audio.io import read_audio
@@ -122,7 +151,7 @@ def evaluate_songs(model_paths: Sequence[str], song_dirs: Sequence[str], target:
     separator = load_separator(list(model_paths), targets=[target], stft_method="fft")
     chunk_fn = graph_chunk_fn(separator)
     key = f"{target}_pitch"
-    per_song: dict[str, Any] = {}
+    curves: dict[str, dict[str, Any]] = {}
     for song_dir in song_dirs:
         name = storage.basename(song_dir.rstrip("/"))
         mixture, _ = read_audio(storage.join(song_dir, f"{name}_MIX.wav"), separator.sample_rate)
@@ -130,8 +159,25 @@ def evaluate_songs(model_paths: Sequence[str], song_dirs: Sequence[str], target:
                                 overlap_seconds=overlap_seconds)
         if key not in out:
             raise ValueError(f"{model_paths}: the model predicts no pitch for {target!r} (train iass_pitch)")
-        activity = np.ravel(out[f"{target}_activity"]) if gate_by_activity else None
-        per_song[name] = score_song(np.asarray(out[key]).reshape(NUM_KEYS, -1), song_reference_notes(song_dir, target),
-                                    separator.sample_rate, separator.hop_length, activity, threshold)
+        curves[name] = {"song_dir": song_dir, "pitch": np.asarray(out[key]).reshape(NUM_KEYS, -1),
+                        "activity": np.ravel(out[f"{target}_activity"]), "sample_rate": separator.sample_rate,
+                        "hop": separator.hop_length}
+    return curves
+
+
+def score_curves(curves: Mapping[str, Mapping[str, Any]], target: str, *, threshold: float = PITCH_THRESHOLD,
+                 gate_by_activity: bool = True) -> dict[str, Any]:
+    """Score :func:`pitch_curves` against each song's MIDI; ``{"per_song": {...}, "summary": {...}}``."""
+    per_song = {name: score_song(c["pitch"], song_reference_notes(c["song_dir"], target), c["sample_rate"], c["hop"],
+                                 c["activity"] if gate_by_activity else None, threshold)
+                for name, c in curves.items()}
     return {"target": target, "threshold": threshold, "gate_by_activity": gate_by_activity,
             "per_song": per_song, "summary": summarize(per_song)}
+
+
+def evaluate_songs(model_paths: Sequence[str], song_dirs: Sequence[str], target: str, *,
+                   threshold: float = PITCH_THRESHOLD, gate_by_activity: bool = True,
+                   chunk_seconds: float = 20.0, overlap_seconds: float = 1.5) -> dict[str, Any]:
+    """:func:`pitch_curves` then :func:`score_curves` (one gate; score the curves twice for both)."""
+    curves = pitch_curves(model_paths, song_dirs, target, chunk_seconds=chunk_seconds, overlap_seconds=overlap_seconds)
+    return score_curves(curves, target, threshold=threshold, gate_by_activity=gate_by_activity)

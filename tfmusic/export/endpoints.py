@@ -3,7 +3,10 @@
 * separation: ``serving_default`` ``waveform`` float32 ``(batch, channels, samples)`` at 44.1 kHz
   -> one output per target (same shape); ``activity`` ``waveform`` -> ``{target: (batch, frames)}``
   for the targets that predict instrument activity; ``pitch`` ``waveform`` -> ``{target: (batch, 88, frames)}``
-  key probabilities (A0..C8) for IASS+pitch targets. A variable-length signature has a minimum
+  key probabilities (A0..C8) for IASS+pitch targets, and then also ``transcribe`` ``waveform`` -> every
+  output at once (stems, ``<target>_activity``, ``<target>_pitch``): what ``tfmusic separate --transcribe``
+  needs from one run of the model (the ONNX export of such a separator and the gRPC client use it, where
+  three signatures would run the model three times). A variable-length signature has a minimum
   length (the STFT's reflect padding and the model's own padding need enough samples), found by
   probing the model here and checked in the graph: shorter inputs get INVALID_ARGUMENT naming it.
 * VAE: ``encode`` ``x`` -> ``mean``, ``log_std``; ``decode`` ``z`` -> ``logits``; ``traverse``
@@ -22,13 +25,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from tfmusic.serving.repository import ACTIVITY_SUFFIX, PITCH_SUFFIX, TRANSCRIBE  # the names both sides read
+
 WAVEFORM = "waveform"
 HOP = 1024  # chunk lengths stay whole STFT hops so activity frames line up
-ACTIVITY_SUFFIX = "_activity"
-PITCH_SUFFIX = "_pitch"  # IASS+pitch targets: (batch, 88, frames) key probabilities
 
-__all__ = ["ACTIVITY_SUFFIX", "HOP", "PITCH_SUFFIX", "WAVEFORM", "Endpoint", "ExportError", "min_separator_samples",
-           "separator_endpoints", "vae_endpoints", "vae_input_spec"]
+__all__ = ["ACTIVITY_SUFFIX", "HOP", "PITCH_SUFFIX", "TRANSCRIBE", "WAVEFORM", "Endpoint", "ExportError",
+           "min_separator_samples", "separator_endpoints", "vae_endpoints", "vae_input_spec"]
 
 
 class ExportError(RuntimeError):
@@ -108,6 +111,11 @@ def separator_endpoints(model, channels: int = 2, example_samples: int = 16384,
             return {t: out[t + PITCH_SUFFIX] for t in pitch}
 
         endpoints.append(Endpoint("pitch", serve_pitch, [spec], example, pitch, shortest))
+
+        def serve_all(waveform):
+            return dict(model(checked(waveform), training=False))
+
+        endpoints.append(Endpoint(TRANSCRIBE, serve_all, [spec], example, sorted(shapes), shortest))
     return endpoints
 
 

@@ -33,12 +33,25 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tfmusic.export.endpoints import ACTIVITY_SUFFIX, PITCH_SUFFIX, TRANSCRIBE  # numpy-only module
+
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4
 METADATA_KEY = "tfmusic"  # ONNX metadata_props key holding the export metadata JSON
 DEFAULT_SIGNATURES = {"separator": ["serving_default"], "vae": ["encode", "decode"]}
+
+
+CURVE_SUFFIXES = (ACTIVITY_SUFFIX, PITCH_SUFFIX)  # frame-curve outputs of a separator
+
+
+def _curve_target(name: str) -> str | None:
+    """``"bass"`` for ``"bass_pitch"`` / ``"bass_activity"``; None for a stem."""
+    for suffix in CURVE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
 
 
 class OnnxExportError(RuntimeError):
@@ -210,14 +223,18 @@ def check_parity(saved_model_dir: str | os.PathLike, onnx_path: str | os.PathLik
 
 def export_onnx(saved_model_dir: str | os.PathLike, out: str | os.PathLike, signatures: list[str] | None = None,
                 *, opset: int = DEFAULT_OPSET, check: bool = True) -> list[OnnxExport]:
-    """Export the signatures that make sense for the model kind (separator: stems; VAE: encode+decode).
+    """Export the signatures that make sense for the model kind (separator: stems, or with pitch targets
+    ``transcribe``, stems plus activity and pitch curves; VAE: encode+decode).
 
     One signature is written to ``out``; several to ``<out stem>.<signature>.onnx`` beside it.
     """
     from tfmusic.export.saved_model import read_metadata
 
     meta = read_metadata(saved_model_dir)
-    signatures = list(signatures or DEFAULT_SIGNATURES.get(meta.get("kind"), ["serving_default"]))
+    defaults = DEFAULT_SIGNATURES.get(meta.get("kind"), ["serving_default"])
+    if meta.get("kind") == "separator" and TRANSCRIBE in meta.get("signatures", []):
+        defaults = [TRANSCRIBE]  # IASS+pitch: stems and frame curves from one graph (--transcribe needs them)
+    signatures = list(signatures or defaults)
     out = Path(out)
     if len(signatures) == 1:
         return [export_signature(saved_model_dir, out, signatures[0], opset=opset, check=check)]
@@ -261,33 +278,37 @@ class OnnxSeparator:
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.metadata = json.loads(raw) if raw else {}
         self.path = path
-        self.targets = [o.name for o in self.session.get_outputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        # a `transcribe` export also carries frame curves (<target>_activity, <target>_pitch): not stems
+        self.targets = [n for n in self.outputs if not n.endswith(CURVE_SUFFIXES)]
         self.sample_rate = int(self.metadata.get("sample_rate", 44100))
         self.channels = self.metadata.get("channels")
         length = self.session.get_inputs()[0].shape[-1]
         self.fixed_samples = length if isinstance(length, int) and length > 0 else None
 
     def __call__(self, waveform: np.ndarray) -> dict[str, np.ndarray]:
-        """``(B, C, S)`` float32 -> ``{target: (B, C, S)}``; fixed-length models are fed crossfaded chunks."""
+        """``(B, C, S)`` float32 -> ``{target: (B, C, S)}`` (plus any frame curves the export carries);
+        fixed-length models are fed crossfaded chunks."""
         wav = np.ascontiguousarray(waveform, dtype=np.float32)
         if self.channels and wav.shape[1] != self.channels:
             raise ValueError(f"{self.path}: model takes {self.channels} channel(s), got {wav.shape[1]}")
         if self.fixed_samples is None or wav.shape[-1] == self.fixed_samples:
-            return dict(zip(self.targets, self.session.run(self.targets, {"waveform": wav})))
+            return dict(zip(self.outputs, self.session.run(self.outputs, {"waveform": wav})))
         from tfmusic.audio.chunking import separate_in_chunks
 
         def run(piece: np.ndarray) -> dict[str, np.ndarray]:
-            return {k: v[0] for k, v in zip(self.targets, self.session.run(self.targets, {"waveform": piece[None]}))}
+            return {k: v[0] for k, v in zip(self.outputs, self.session.run(self.outputs, {"waveform": piece[None]}))}
 
         per_item = [separate_in_chunks(item, run, chunk_samples=self.fixed_samples,
                                        overlap_samples=min(4096, self.fixed_samples // 2),
                                        min_samples=self.fixed_samples, progress=False) for item in wav]
-        return {t: np.stack([p[t] for p in per_item]) for t in self.targets}
+        return {t: np.stack([p[t] for p in per_item]) for t in self.outputs}
 
 
 def onnx_chunk_backend(model_paths: list[str], targets: list[str] | None = None, threads: int | None = None
                        ) -> tuple[Callable[[np.ndarray], dict], list[str]]:
-    """A chunk function for `tfmusic.audio.chunking` running one ``.onnx`` separator (stems only; no TensorFlow).
+    """A chunk function for `tfmusic.audio.chunking` running one ``.onnx`` separator (no TensorFlow): the kept
+    targets' stems and, from a ``transcribe`` export, their activity and pitch curves.
 
     Returns ``(fn, targets kept)``; raises `OnnxExportError` for a wrong model list or unknown targets.
     """
@@ -306,6 +327,6 @@ def onnx_chunk_backend(model_paths: list[str], targets: list[str] | None = None,
 
     def separate_chunk(piece: np.ndarray) -> dict:
         out = separator(piece[None])
-        return {k: out[k][0] for k in keep}
+        return {k: v[0] for k, v in out.items() if k in keep or _curve_target(k) in keep}
 
     return separate_chunk, keep

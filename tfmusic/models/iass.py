@@ -237,18 +237,20 @@ class IASS(keras.Model):
         x2 = self.enc2(x1, training=training)  # (B, T, 165, 32)
         z = self.enc3(x2, training=training)  # (B, T, 55, 48)
         logits = self.activity(z, training=training)
-        extra = self.latent_heads(z, training=training)  # subclasses' heads (tfmusic.models.iass_pitch)
         y = self.dec2(z, skip=self.skip2(x2), training=training)
         y = self.dec3(y, skip=self.skip1(x1), training=training)
         y = self.dec4(y, training=training)  # (B, T, max_bin, C)
         y = self.fc(ops.transpose(y, (0, 3, 1, 2)))  # (B, C, T, n_bins)
         mask = ops.relu(y * self.output_scale + self.output_mean)
+        # subclasses' heads (tfmusic.models.iass_pitch) see the estimate before activity gating, as in training
+        extra = self.extra_heads(z, mix, mask * mix, training=training)
         if self.apply_activity and not training:
             mask = mask * self.activity_weight(logits)[:, None, :, None]
         return {"mask": mask, "estimate": mask * mix, "activity_logits": logits, **extra}
 
-    def latent_heads(self, z, training=False) -> dict:
-        """Extra outputs computed from the latent ``(B, T, 55, 48)``; none in plain IASS."""
+    def extra_heads(self, z, mixture, estimate, training=False) -> dict:
+        """Extra outputs from the latent ``(B, T, 55, 48)``, the mixture magnitude and the ungated
+        estimate (both ``(B, C, T, n_bins)``); none in plain IASS."""
         return {}
 
     def get_config(self) -> dict:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from tfmusic.serving.errors import ServingError
+from tfmusic.serving.repository import ACTIVITY_SUFFIX, PITCH_SUFFIX, TRANSCRIBE
 from tfmusic.serving.tensors import (SignatureInfo, dtype_name, from_tensor_proto, numpy_dtype,  # noqa: F401
                                      signature_info, to_tensor_proto)
 
@@ -219,7 +220,7 @@ class ServingClient:
         return int(chunk)
 
     def separate(self, waveform: np.ndarray, *, signature: str = "serving_default", activity: bool = False,
-                 chunk_samples: int | None = None, overlap_samples: int = 4096,
+                 pitch: bool = False, chunk_samples: int | None = None, overlap_samples: int = 4096,
                  min_samples: int = CLIENT_MIN_SAMPLES,
                  sink=None, progress: bool = False) -> dict[str, np.ndarray]:
         """Separate a ``(channels, samples)`` float32 waveform (44.1 kHz) -> ``{target: (channels, samples)}``.
@@ -228,7 +229,9 @@ class ServingClient:
         chunks are crossfaded back together by `tfmusic.audio.chunking.separate_in_chunks`
         (``sink`` streams finished segments as there). With ``activity`` and a model that has an
         ``activity`` signature, ``{target}_activity`` frame curves ``(1 + samples // 1024,)`` are
-        added (a second request per chunk).
+        added (a second request per chunk); with ``pitch`` and an IASS+pitch model,
+        ``{target}_pitch`` ``(88, frames)`` too. A model with the ``transcribe`` signature (stems and
+        every curve at once) answers both in the one request per chunk.
         """
         from tfmusic.audio.chunking import separate_in_chunks
 
@@ -238,7 +241,11 @@ class ServingClient:
         targets = self.targets(signature)
         sigs = self.metadata()
         with_activity = activity and "activity" in sigs
-        limit = self.chunk_samples(wav.shape[0], len(targets), overlap_samples)
+        with_pitch = pitch and "pitch" in sigs
+        at_once = signature == "serving_default" and TRANSCRIBE in sigs and (with_activity or with_pitch)
+        # a pitch curve is 88 floats per 1024 samples: budgeted as one more mono output, which over-counts it
+        curves = len(sigs["pitch"].outputs) if with_pitch else 0
+        limit = self.chunk_samples(wav.shape[0], len(targets) + curves, overlap_samples)
         # whole hops, rounded down, because separate_in_chunks rounds chunk lengths up to hops
         chunk = max(1024, min(chunk_samples or limit, limit) // 1024 * 1024)
         min_samples = min(min_samples, chunk)  # a message limit below the model's minimum cannot be helped
@@ -251,11 +258,19 @@ class ServingClient:
             chunk = min_samples = fixed
             overlap_samples = min(overlap_samples, fixed // 2)
 
+        wanted = set(targets) | {f"{t}{ACTIVITY_SUFFIX}" for t in targets if with_activity} \
+            | {f"{t}{PITCH_SUFFIX}" for t in targets if with_pitch}
+
         def one_chunk(piece: np.ndarray) -> dict[str, np.ndarray]:
+            if at_once:
+                out = self.predict({"waveform": piece[None]}, signature=TRANSCRIBE)
+                return {k: v[0] for k, v in out.items() if k in wanted}
             out = {k: v[0] for k, v in self.predict({"waveform": piece[None]}, signature=signature).items()}
-            if with_activity:
-                curves = self.predict({"waveform": piece[None]}, signature="activity")
-                out.update({f"{k}_activity": v[0] for k, v in curves.items()})
+            for curve, suffix, wanted_here in (("activity", ACTIVITY_SUFFIX, with_activity),
+                                               ("pitch", PITCH_SUFFIX, with_pitch)):
+                if wanted_here:
+                    got = self.predict({"waveform": piece[None]}, signature=curve)
+                    out.update({f"{k}{suffix}": v[0] for k, v in got.items()})
             return out
 
         return separate_in_chunks(wav, one_chunk, chunk_samples=chunk, overlap_samples=overlap_samples,
@@ -263,9 +278,10 @@ class ServingClient:
                                   description=f"separating via {self.address}")
 
 
-def server_chunk_backend(address: str, model: str, *, timeout: float = 60.0, targets: list[str] | None = None
-                         ) -> tuple[Callable[[np.ndarray], dict], list[str]]:
-    """A chunk function for `tfmusic.audio.chunking` that separates each chunk through a server.
+def server_chunk_backend(address: str, model: str, *, timeout: float = 60.0, targets: list[str] | None = None,
+                         pitch: bool = False) -> tuple[Callable[[np.ndarray], dict], list[str]]:
+    """A chunk function for `tfmusic.audio.chunking` that separates each chunk through a server (with
+    ``pitch``, IASS+pitch targets' ``<target>_pitch`` curves too: ``tfmusic separate --transcribe``).
 
     Returns ``(fn, targets kept)``; raises `ServingError` (unknown targets: NOT_FOUND). Chunks may
     exceed the message limit, so `ServingClient.separate` splits each again into requests that fit.
@@ -282,7 +298,8 @@ def server_chunk_backend(address: str, model: str, *, timeout: float = 60.0, tar
                            f"it has {available}")
 
     def separate_chunk(piece: np.ndarray) -> dict:
-        out = client.separate(piece, activity=True)
-        return {k: v for k, v in out.items() if k in keep or k.removesuffix("_activity") in keep}
+        out = client.separate(piece, activity=True, pitch=pitch)
+        return {k: v for k, v in out.items()
+                if k in keep or k.removesuffix(ACTIVITY_SUFFIX) in keep or k.removesuffix(PITCH_SUFFIX) in keep}
 
     return separate_chunk, keep

@@ -18,6 +18,11 @@ import numpy as np
 from tfmusic.serving.tensors import to_tensor_proto
 
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+# A separator's frame-curve outputs and the signature giving stems and curves at once: written by
+# tfmusic.export.endpoints, read by the client and the ONNX runner.
+ACTIVITY_SUFFIX = "_activity"  # (batch, frames) activity probability per IASS target
+PITCH_SUFFIX = "_pitch"  # (batch, 88, frames) key probabilities per IASS+pitch target
+TRANSCRIBE = "transcribe"  # separators with pitch targets: every output in one call
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (servables/tensorflow/saved_model_warmup_util.cc)
 
 
