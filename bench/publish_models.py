@@ -62,8 +62,8 @@ unseen instrument and production.
 
 **Training.** {model['steps']} steps of batch {config['trainer']['batch_size']} x {config['segment_seconds']} s
 excerpts, lr {config['learning_rate']}, seed {config['trainer']['seed']}, float32, on 2 shared CPU cores
-({model['train_seconds'] / 3600:.1f} h of training); weights with the lowest validation loss
-({model['best_eval_loss']}). Augmentation: cross-song remix {aug.get('remix')}, per-stem EQ p={aug.get('eq')}
+({model['train_seconds'] / 3600:.1f} h of training); {"the final weights" if config['trainer'].get('keep_model') == "final"
+else "the weights with the lowest validation loss"} (best validation loss seen: {model['best_eval_loss']}). Augmentation: cross-song remix {aug.get('remix')}, per-stem EQ p={aug.get('eq')}
 (+-{aug.get('eq_db')} dB), LimitAug limiter p={aug.get('limiter')} (drive {aug.get('limiter_drive_db')} dB).
 
 **Scores** (median over 1 s frames, then songs; BSS Eval v4; dB):

@@ -81,7 +81,7 @@ def test_publish_writes_model_card_and_registry(tmp_path, monkeypatch):
     IASS(target="drums").build_for_frames().save(run / "model.keras")
     (run / "config.json").write_text(json.dumps({
         "target": "drums", "segment_seconds": 6.0, "learning_rate": 1e-3, "augmentation": {"eq": 0.5},
-        "trainer": {"batch_size": 4, "seed": 42}}))
+        "trainer": {"batch_size": 4, "seed": 42, "keep_model": "final"}}))
     root = tmp_path / "pretrained"
     monkeypatch.setattr(pretrained.publish, "__defaults__", (root, None))
     publish_models.publish_all(_record(), {"iass_drums": run, "umx_drums": run}, tmp_path)
@@ -90,3 +90,4 @@ def test_publish_writes_model_card_and_registry(tmp_path, monkeypatch):
     assert pretrained.residual_target(root) == "other" and "umx_drums" not in pretrained.registry(root)
     card = pretrained.card("iass_drums", root)
     assert "800 steps" in card and "ForzeeStereo" in card and "| gap SDR | 4.0 |" in card
+    assert "the final weights" in card
