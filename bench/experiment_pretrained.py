@@ -128,7 +128,8 @@ def tensorboard_curves(run_dir: Path) -> dict[str, list[tuple[int, float, float]
 def training_seconds(curve: list[tuple[int, float, float]]) -> float:
     """Wall seconds of training: gaps over 10 minutes between logged steps (a stopped and resumed run)
     are left out."""
-    gaps = [b[1] - a[1] for a, b in zip(curve, curve[1:])]
+    times = sorted(p[1] for p in curve)  # by wall time: a resumed run logs its steps after the checkpoint again
+    gaps = [b - a for a, b in zip(times, times[1:])]
     return float(sum(g for g in gaps if g < 600))
 
 

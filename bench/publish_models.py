@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tfmusic.models import pretrained
 
-RESIDUAL = "other"  # MUSDB's fourth stem: the mixture minus the shipped targets
+RESIDUAL = "other"
+MIN_GAP_SDR = 1.0  # dB on the gap set: above what a silent estimate scores (0 dB)  # MUSDB's fourth stem: the mixture minus the shipped targets
 
 
 def _sdr(summary: dict, method: str, target: str) -> float | None:
@@ -88,6 +89,13 @@ def publish_all(record: dict, runs: dict[str, Path], out: Path) -> None:
         config = json.loads((run / "config.json").read_text())
         target = config["target"]
         model = record["models"][name]
+        got = scores(record, target)
+        gain, sdr = got.get("gap over mixture"), got.get("gap SDR")
+        # A model ships only if, on unseen songs, it beats both leaving the song alone and saying nothing
+        # (a silent estimate scores 0 dB: an undertrained gate that closes everywhere "beats" a quiet mixture).
+        if gain is None or gain <= 0 or sdr is None or sdr < MIN_GAP_SDR:
+            print(f"not published: {name} ({model['steps']} steps): gap SDR {sdr} dB, {gain} dB over the mixture")
+            continue
         entry = {"target": target, "architecture": "IASS", "default": True, "steps": model["steps"],
                  "train_hours": round(model["train_seconds"] / 3600, 2), "scores": scores(record, target)}
         pretrained.publish(run / "model.keras", name, entry, card_text(name, target, record, model, config),

@@ -44,6 +44,8 @@ def test_budgets_name_known_models_only():
 def test_training_time_leaves_out_the_pause_between_sessions():
     curve = [(10, 0.0, 1.0), (20, 30.0, 1.0), (30, 5000.0, 1.0), (40, 5030.0, 1.0)]
     assert exp.training_seconds(curve) == 60.0
+    resumed = [(10, 0.0, 1.0), (20, 30.0, 1.0), (30, 60.0, 1.0), (20, 5000.0, 1.0), (30, 5030.0, 1.0)]  # from ckpt-10
+    assert exp.training_seconds(sorted(resumed)) == 90.0
 
 
 def test_train_resumes_a_short_run_and_skips_a_finished_one(tmp_path, monkeypatch):
@@ -91,3 +93,12 @@ def test_publish_writes_model_card_and_registry(tmp_path, monkeypatch):
     card = pretrained.card("iass_drums", root)
     assert "800 steps" in card and "ForzeeStereo" in card and "| gap SDR | 4.0 |" in card
     assert "the final weights" in card
+    worse = _record()
+    worse["gap"] = _summary(-6.0, 3.0, -5.0)  # below the mixture on unseen songs: not shipped
+    other_root = tmp_path / "pretrained2"
+    monkeypatch.setattr(pretrained.publish, "__defaults__", (other_root, None))
+    publish_models.publish_all(worse, {"iass_drums": run}, tmp_path)
+    silent = _record()
+    silent["gap"] = _summary(0.0, 3.0, -5.0)  # "beats" the mixture by outputting silence: not shipped
+    publish_models.publish_all(silent, {"iass_drums": run}, tmp_path)
+    assert pretrained.registry(other_root) == {}
