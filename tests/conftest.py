@@ -61,3 +61,32 @@ def multiworker_pair(tmp_path_factory):
             if p.poll() is None:
                 p.kill()
     yield out, [(code, stdout, stderr) for stdout, stderr, code in results]
+
+
+@pytest.fixture(scope="session")
+def sdist_once(tmp_path_factory):
+    """Beam's ``--setup_file`` staging builds the project sdist once per session, not once per job.
+
+    The first DataflowRunner job builds it for real (Beam's own ``Stager._build_setup_package``:
+    ``python -m build --sdist``, else ``setup.py sdist``); later jobs of the session stage a copy
+    of that tarball. The project does not change during a session, so the bytes are the same.
+    """
+    import shutil
+
+    from apache_beam.runners.portability.stager import Stager
+
+    build = Stager._build_setup_package  # a staticmethod, seen through the class: the plain function
+    built: dict = {}
+    keep = tmp_path_factory.mktemp("sdist")
+
+    def build_once(setup_file, temp_dir, build_setup_args=None):
+        key = (os.path.abspath(setup_file), tuple(build_setup_args or ()))
+        if key not in built:
+            tarball = build(setup_file, temp_dir, build_setup_args)
+            built[key] = shutil.copy(tarball, keep / f"{len(built)}-{os.path.basename(tarball)}")
+            return tarball
+        return shutil.copy(built[key], os.path.join(temp_dir, os.path.basename(built[key]).split("-", 1)[1]))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Stager, "_build_setup_package", staticmethod(build_once))
+        yield built
