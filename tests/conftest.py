@@ -90,3 +90,53 @@ def sdist_once(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Stager, "_build_setup_package", staticmethod(build_once))
         yield built
+
+
+@pytest.fixture(scope="session")
+def stems_dir(tmp_path_factory):
+    """4 two-second stereo songs (vocals, drums, bass) preprocessed into 1 s TFRecord segments."""
+    import numpy as np
+
+    from tfmusic.audio.io import write_audio
+    from tfmusic.data.stems.preprocess import PreprocessConfig, preprocess
+
+    root = tmp_path_factory.mktemp("stems")
+    rng = np.random.default_rng(0)
+    sr, seconds = 44100, 2.0
+    t = np.arange(int(sr * seconds)) / sr
+    for s in range(4):
+        vocals = 0.3 * np.sin(2 * np.pi * (200 + 50 * s) * t) * (t % 1.0 < 0.5)
+        drums = 0.2 * rng.standard_normal(t.size) * np.exp(-((t * 4) % 1.0) * 8)
+        bass = 0.3 * np.sin(2 * np.pi * 55 * t)
+        for name, x in (("vocals", vocals), ("drums", drums), ("bass", bass)):
+            write_audio(root / "raw" / f"song{s}" / f"{name}.wav", np.stack([x, 0.8 * x]).astype(np.float32))
+    preprocess(root / "raw", root / "stems", layout="folder", seed=0, fractions=(0.5, 0.25, 0.25),
+               config=PreprocessConfig(segment_seconds=1.0), progress=False)
+    return root / "stems"
+
+
+IASS_CLI_CONFIG = "activity_weight: 1.5\ntrainer:\n  steps: 99\n  plateau:\n    patience: 3\n"
+
+
+@pytest.fixture(scope="session")
+def iass_cli_run(stems_dir, tmp_path_factory):
+    """One 2-step `tfmusic train iass` run for the session, with a config file the flags override,
+    ``--histograms`` and ``--profile-steps 2,2``: tests/test_training_separation.py checks the run
+    (config, history, metrics, summaries, loading), tests/test_tensorboard_tasks.py its TensorBoard
+    telemetry (one IASS training trace instead of two). Yields ``(run folder, stdout, config file)``."""
+    import contextlib
+    import io
+
+    from tests.test_training_separation import COMMON
+    from tfmusic.cli.main import main
+
+    work = tmp_path_factory.mktemp("iass_cli")
+    run, cfg = work / "iass", work / "cfg.yaml"
+    cfg.write_text(IASS_CLI_CONFIG)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", "iass", "--data", str(stems_dir), "--target", "vocals", "--steps", "2",
+                     "--config", str(cfg), "--run-dir", str(run), "--histograms", "--profile-steps", "2,2",
+                     *COMMON])
+    assert code == 0
+    return run, out.getvalue(), cfg
