@@ -131,7 +131,28 @@ class ToyTask(Task):
         return self.model
 
 
-def main() -> int:
+def run(strategy, strategy_name: str, run_dir: str, weights_out: str, steps: int = 3, batch_size: int = 8,
+        no_eval: bool = False) -> dict:
+    """Train :class:`ToyTask` under ``strategy``; final weights to ``weights_out``; the summary dict."""
+    import numpy as np
+
+    from tfmusic.training.config import TrainerConfig
+    from tfmusic.training.trainer import Trainer
+
+    config = TrainerConfig(steps=steps, batch_size=batch_size, eval_every=2, eval_steps=2,
+                           log_every=1, strategy=strategy_name, seed=3)
+    task = ToyTask(batch_size=batch_size, seed=3, with_eval=not no_eval)
+    result = Trainer(task, config, run_dir, strategy=strategy, progress=False,
+                     run_config={"model": "toy"}).fit()
+    weights = {f"w{i}": w for i, w in enumerate(task.model.get_weights())}
+    weights["iterations"] = np.asarray(int(task.optimizer.iterations.numpy()))
+    weights["input_mean"] = np.asarray(task.input_mean)
+    weights["expected_mean"] = task._data(task.n_examples, task.seed)[0].mean(axis=0)
+    np.savez(weights_out, **weights)
+    return {"replicas": strategy.num_replicas_in_sync, "step": result.step, "history": len(result.history)}
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--strategy", default="default")
     parser.add_argument("--devices", default=None)
@@ -140,28 +161,20 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--no-eval", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--then-perf", nargs=2, metavar=("OUT_DIR", "RUNS_JSON"),
+                        help="then, under the same strategy, the runs of tests/_perf_trainer_worker.py "
+                             "(one multi-worker cluster for both test files)")
+    args = parser.parse_args(argv)
 
     from tfmusic.training.strategies import make_strategy, parse_devices
 
     strategy = make_strategy(args.strategy, parse_devices(args.devices))
-    import numpy as np
+    summary = run(strategy, args.strategy, args.run_dir, args.weights_out, args.steps, args.batch_size, args.no_eval)
+    if args.then_perf:
+        from tests._perf_trainer_worker import run_all
 
-    from tfmusic.training.config import TrainerConfig
-    from tfmusic.training.trainer import Trainer
-
-    config = TrainerConfig(steps=args.steps, batch_size=args.batch_size, eval_every=2, eval_steps=2,
-                           log_every=1, strategy=args.strategy, seed=3)
-    task = ToyTask(batch_size=args.batch_size, seed=3, with_eval=not args.no_eval)
-    result = Trainer(task, config, args.run_dir, strategy=strategy, progress=False,
-                     run_config={"model": "toy"}).fit()
-    weights = {f"w{i}": w for i, w in enumerate(task.model.get_weights())}
-    weights["iterations"] = np.asarray(int(task.optimizer.iterations.numpy()))
-    weights["input_mean"] = np.asarray(task.input_mean)
-    weights["expected_mean"] = task._data(task.n_examples, task.seed)[0].mean(axis=0)
-    np.savez(args.weights_out, **weights)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "step": result.step,
-                      "history": len(result.history)}))
+        summary["perf"] = run_all(strategy, args.strategy, args.then_perf[0], json.loads(args.then_perf[1]))
+    print(json.dumps(summary))
     return 0
 
 

@@ -38,13 +38,19 @@ def main(strategy_name: str, devices: str, out_dir: str, runs_json: str) -> int:
     from tfmusic.training.strategies import make_strategy, parse_devices
 
     strategy = make_strategy(strategy_name, parse_devices(devices) if devices != "-" else None)
+    print(json.dumps(run_all(strategy, strategy_name, out_dir, json.loads(runs_json))))
+    return 0
+
+
+def run_all(strategy, strategy_name: str, out_dir: str, runs: dict) -> dict:
+    """Each run of ``runs`` (name -> trainer overrides) under ``strategy``; the summary by run name."""
     import numpy as np
 
     from tfmusic.training.config import TrainerConfig
     from tfmusic.training.trainer import Trainer
 
     summary = {}
-    for name, overrides in json.loads(runs_json).items():
+    for name, overrides in runs.items():
         config = TrainerConfig(**{**dict(steps=5, batch_size=8, eval_every=5, eval_steps=1, log_every=2, seed=3,
                                          strategy=strategy_name, deterministic=True), **overrides})
         task = _task(3)
@@ -57,8 +63,7 @@ def main(strategy_name: str, devices: str, out_dir: str, runs_json: str) -> int:
                  iterations=np.asarray(int(task.optimizer.iterations.numpy())))
         summary[name] = {"replicas": strategy.num_replicas_in_sync, "step": result.step,
                          "history": [h["step"] for h in result.history]}
-    print(json.dumps(summary))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The toy task without dropout under a given strategy, weights to an .npz: the parity test runs it
-once on one device and once mirrored over 2 logical CPUs on the same global batch (a subprocess
-each: logical devices must be configured before TensorFlow initialises)."""
+once on one device and once mirrored over 2 logical CPUs on the same global batch, both in the
+session's mirrored host (tests/_mirrored.py: logical devices must be configured before TensorFlow
+initialises). Also a script: ``--strategy S --devices N --run-dir D --weights-out W``."""
 
 from __future__ import annotations
 
@@ -23,9 +24,14 @@ def main() -> int:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--weights-out", required=True)
     args = parser.parse_args()
+    run(args.strategy, args.devices, args.run_dir, args.weights_out)
+    return 0
+
+
+def run(strategy_name: str, devices: str | None, run_dir: str, weights_out: str) -> None:
     from tfmusic.training.strategies import make_strategy, parse_devices
 
-    strategy = make_strategy(args.strategy, parse_devices(args.devices))
+    strategy = make_strategy(strategy_name, parse_devices(devices))
     import keras
     import numpy as np
 
@@ -44,12 +50,11 @@ def main() -> int:
             self.optimizer.build(self.model.trainable_variables)
 
     config = TrainerConfig(steps=5, batch_size=8, eval_every=5, eval_steps=1, log_every=1, seed=3,
-                           strategy=args.strategy, deterministic=True, summaries=False)
+                           strategy=strategy_name, deterministic=True, summaries=False)
     task = NoDropoutToy(batch_size=8, seed=3)
-    Trainer(task, config, args.run_dir, strategy=strategy, progress=False).fit()
-    np.savez(args.weights_out, *task.model.get_weights(), mean=np.asarray(task.input_mean),
+    Trainer(task, config, run_dir, strategy=strategy, progress=False).fit()
+    np.savez(weights_out, *task.model.get_weights(), mean=np.asarray(task.input_mean),
              replicas=strategy.num_replicas_in_sync)
-    return 0
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def test_killed_job_leaves_no_dataset_and_rerun_is_identical(tmp_path):
     assert local_tree(killed) == local_tree(clean)
 
 
-def test_dataflow_template_builds_offline(tmp_path, gcs_bucket):
+def test_dataflow_template_builds_offline(tmp_path, gcs_bucket, sdist_once):
     """The DataflowRunner graph (with the sdist of setup.py staged) is written as a classic template."""
     template = f"{gcs_bucket}/templates/dmelodies.json"
     rc = tfmusic_main(["dmelodies", "generate", "--out", f"{gcs_bucket}/dm-dataflow", "--limit", "100", "--quiet",

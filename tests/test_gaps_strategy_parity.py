@@ -1,30 +1,18 @@
 """Mirrored training (2 logical CPUs) ends with the weights of a single-device run on the same
 global batch: the replicas do not just agree with each other, they compute the right update."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKER = ROOT / "tests" / "_strategy_parity_worker.py"
-
-
-def _run(tmp_path, name, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", KERAS_BACKEND="tensorflow",
-               PYTHONPATH=str(ROOT))
-    env.pop("TF_CONFIG", None)
-    out = tmp_path / f"{name}.npz"
-    proc = subprocess.run([sys.executable, str(WORKER), "--run-dir", str(tmp_path / name), "--weights-out", str(out),
-                           *args], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return np.load(out)
+from tests._mirrored import run_mirrored_output
 
 
 def test_mirrored_weights_equal_single_device_weights(tmp_path):
-    single = _run(tmp_path, "single")
-    mirrored = _run(tmp_path, "mirrored", "--strategy", "mirrored", "--devices", "2")
+    # both runs in the session's mirrored host (one TensorFlow start); "single" is the default strategy there
+    run_mirrored_output(f"""
+from tests._strategy_parity_worker import run
+run("default", None, {str(tmp_path / "single")!r}, {str(tmp_path / "single.npz")!r})
+run("mirrored", "2", {str(tmp_path / "mirrored")!r}, {str(tmp_path / "mirrored.npz")!r})
+""")
+    single, mirrored = np.load(tmp_path / "single.npz"), np.load(tmp_path / "mirrored.npz")
     assert int(single["replicas"]) == 1 and int(mirrored["replicas"]) == 2
     np.testing.assert_allclose(mirrored["mean"], single["mean"], rtol=1e-6)
     weights = [k for k in single.files if k.startswith("arr_")]

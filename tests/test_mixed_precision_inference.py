@@ -26,9 +26,22 @@ def _saved_under(policy, tmp_path):
     return (iass, umx), paths
 
 
+@pytest.fixture(scope="module")
+def saved_under(tmp_path_factory):
+    """``_saved_under`` once per policy for this module: the export test reuses the bf16 models."""
+    cache = {}
+
+    def get(policy):
+        if policy not in cache:
+            cache[policy] = _saved_under(policy, tmp_path_factory.mktemp(policy))
+        return cache[policy]
+
+    return get
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_models_separate_like_float32(policy, tmp_path):
-    (iass, umx), paths = _saved_under(policy, tmp_path)
+def test_mixed_precision_models_separate_like_float32(policy, saved_under):
+    (iass, umx), paths = saved_under(policy)
     separator = load_separator(paths)
     mix = (0.1 * np.random.default_rng(0).standard_normal((1, 2, 22050))).astype(np.float32)
     got = separator(mix)
@@ -43,10 +56,10 @@ def test_mixed_precision_models_separate_like_float32(policy, tmp_path):
         np.testing.assert_allclose(np.asarray(got[key]), np.asarray(expected[key]), atol=1e-5, equal_nan=False)
 
 
-def test_mixed_precision_separator_exports_to_saved_model(tmp_path):
+def test_mixed_precision_separator_exports_to_saved_model(tmp_path, saved_under):
     from tfmusic.export.saved_model import export_separator
 
-    _, paths = _saved_under("mixed_bfloat16", tmp_path)
+    _, paths = saved_under("mixed_bfloat16")
     separator = load_separator(paths)
     version_dir = export_separator(separator, tmp_path / "repo", "separator")
     assert (tmp_path / "repo" / "separator" / "1" / "saved_model.pb").is_file(), version_dir

@@ -5,28 +5,15 @@ under the default strategy and a clear error with several replicas."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests._mirrored import run_mirrored
 from tfmusic.training.config import ConfigError, TrainerConfig
 
-WORKER = Path(__file__).with_name("_perf_trainer_worker.py")
-ROOT = Path(__file__).resolve().parent.parent
 RUNS = {"plain": {}, "spe3": {"steps_per_execution": 3}}
-
-
-def _env(**extra) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "KERAS_BACKEND": "tensorflow",
-           "PYTHONPATH": str(ROOT), **extra}
-    if "TF_CONFIG" not in extra:
-        env.pop("TF_CONFIG", None)
-    return env
 
 
 def _weights(path: Path) -> list[np.ndarray]:
@@ -63,40 +50,23 @@ def test_default_strategy_in_process(tmp_path):
 
 def test_mirrored_two_logical_cpus(tmp_path):
     runs = {**RUNS, "jit": {"jit_compile": True}}
-    proc = subprocess.run([sys.executable, str(WORKER), "mirrored", "2", str(tmp_path), json.dumps(runs)],
-                          env=_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = run_mirrored(f"""
+from tests._perf_trainer_worker import main
+main("mirrored", "2", {str(tmp_path)!r}, {json.dumps(runs)!r})
+""")  # in the session's mirrored host (tests/_mirrored.py)
     assert summary["spe3"] == {"replicas": 2, "step": 5, "history": [5]}
     _same_training(tmp_path, "plain", "spe3")
     assert "jit_compile works with one replica" in summary["jit"]["error"]
 
 
-def test_multiworker_two_processes(tmp_path):
-    socks = [socket.socket() for _ in range(2)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]}
-    for s in socks:
-        s.close()
-    procs = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        (tmp_path / f"w{index}").mkdir()
-        procs.append(subprocess.Popen(
-            [sys.executable, str(WORKER), "multiworker", "-", str(tmp_path / f"w{index}"),
-             json.dumps({"spe3": RUNS["spe3"]})],
-            env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for stdout, stderr, code in results:
+def test_multiworker_two_processes(multiworker_pair):
+    """The spe3 run on the session's 2-process cluster (tests/conftest.py), after its toy run."""
+    folder, outputs = multiworker_pair
+    for code, stdout, stderr in outputs:
         assert code == 0, stderr[-3000:]
-        assert json.loads(stdout.strip().splitlines()[-1])["spe3"] == {"replicas": 2, "step": 5, "history": [5]}
-    w0, w1 = _weights(tmp_path / "w0" / "spe3.npz"), _weights(tmp_path / "w1" / "spe3.npz")
+        assert json.loads(stdout.strip().splitlines()[-1])["perf"]["spe3"] == {"replicas": 2, "step": 5,
+                                                                                "history": [5]}
+    w0, w1 = _weights(folder / "perf0" / "spe3.npz"), _weights(folder / "perf1" / "spe3.npz")
     for x, y in zip(w0, w1):
         np.testing.assert_array_equal(x, y)
 

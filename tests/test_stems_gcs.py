@@ -119,7 +119,7 @@ def test_local_paths_with_a_remote_runner_fail_fast(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dataflow_templates_build_offline(gcs_bucket, runs):
+def test_dataflow_templates_build_offline(gcs_bucket, runs, sdist_once):
     """Both jobs build their DataflowRunner graphs (as classic templates) with the named PTransforms."""
     from apache_beam.portability.api import beam_runner_api_pb2
 
@@ -147,6 +147,7 @@ def test_dataflow_templates_build_offline(gcs_bucket, runs):
         for step in steps[name]:
             assert f"{name}/{step}" in names
     assert not storage.exists(f"{gcs_bucket}/df/synth/synth_manifest.json")  # a template runs nothing
+    assert len(sdist_once) == 1  # both jobs staged the one sdist built for the session
 
 
 @pytest.mark.parametrize("layout", ["musdb", "medleydb", "mixing_secrets", "folder"])

@@ -185,9 +185,9 @@ def test_make_dataset_shapes_and_determinism(prepared):
 
     _, out, _ = prepared
     kwargs = dict(segment_seconds=1.0, seed=5, deterministic=True, samples_per_epoch=6)
-    spec = make_dataset(out, "train", "vocals", 3, **kwargs).element_spec
-    assert [tuple(s.shape) for s in spec] == [(3, 1, SR), (3, 1, SR), (3, 40)]  # static for the trainer
-    first = [[t.numpy() for t in b] for b in make_dataset(out, "train", "vocals", 3, **kwargs)]
+    ds = make_dataset(out, "train", "vocals", 3, **kwargs)
+    assert [tuple(s.shape) for s in ds.element_spec] == [(3, 1, SR), (3, 1, SR), (3, 40)]  # static for the trainer
+    first = [[t.numpy() for t in b] for b in ds]
     again = [[t.numpy() for t in b] for b in make_dataset(out, "train", "vocals", 3, **kwargs)]
     assert len(first) == 2
     mix, tgt, act = first[0]
@@ -197,10 +197,8 @@ def test_make_dataset_shapes_and_determinism(prepared):
     for a, b in zip(first, again):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-    ds = make_dataset(out, "train", "vocals", 3, **kwargs)
-    epochs = [[b[0].numpy() for b in ds] for _ in range(2)]  # a second pass draws new segments
-    assert not np.array_equal(epochs[0][0], epochs[1][0])
-    np.testing.assert_array_equal(epochs[0][0], first[0][0])
+    second = [b[0].numpy() for b in ds]  # a second pass over the same dataset draws new segments
+    assert len(second) == 2 and not np.array_equal(first[0][0], second[0])
     other = [[t.numpy() for t in b] for b in make_dataset(out, "train", "vocals", 3, **{**kwargs, "seed": 6})]
     assert not np.array_equal(first[0][0], other[0][0])
     stereo = next(iter(make_dataset(out, "train", "bass", 2, segment_seconds=1.0, channels=2, seed=1)))

@@ -4,7 +4,6 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
 
-from tests.test_training_separation import COMMON, stems_dir  # noqa: E402,F401  (module fixture)
 from tests.test_vae_training import _dmelodies_data, _trainer_config  # noqa: E402
 from tfmusic.cli.main import main  # noqa: E402
 
@@ -15,11 +14,9 @@ def _tags(path):
     return set(acc.Tags()["tensors"])
 
 
-def test_train_iass_cli_histograms_and_profile(stems_dir, tmp_path):  # noqa: F811
-    run = tmp_path / "iass"
-    code = main(["train", "iass", "--data", str(stems_dir), "--target", "vocals", "--steps", "2",
-                 "--run-dir", str(run), "--histograms", "--profile-steps", "2,2", *COMMON])
-    assert code == 0
+def test_train_iass_cli_histograms_and_profile(iass_cli_run):
+    """The session's `tfmusic train iass --histograms --profile-steps 2,2` run (tests/conftest.py)."""
+    run, _, _ = iass_cli_run
     train = _tags(run / "tensorboard" / "train")
     assert {"perf/steps_per_second", "perf/examples_per_second", "grad_norm/adamw", "train_step"} <= train
     assert any(t.startswith("weights/") for t in train)

@@ -1,4 +1,5 @@
-"""`tfmusic train iass|umx` end to end on a tiny synthetic multitrack dataset (real pipeline + models)."""
+"""`tfmusic train iass|umx` end to end on a tiny synthetic multitrack dataset (real pipeline + models;
+the dataset and the IASS run are session fixtures in tests/conftest.py)."""
 import json
 
 import numpy as np
@@ -9,27 +10,7 @@ tf = pytest.importorskip("tensorflow")
 from tfmusic.cli.main import main  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def stems_dir(tmp_path_factory):
-    """4 two-second stereo songs (vocals, drums, bass) preprocessed into 1 s TFRecord segments."""
-    from tfmusic.audio.io import write_audio
-    from tfmusic.data.stems.preprocess import PreprocessConfig, preprocess
-
-    root = tmp_path_factory.mktemp("stems")
-    rng = np.random.default_rng(0)
-    sr, seconds = 44100, 2.0
-    t = np.arange(int(sr * seconds)) / sr
-    for s in range(4):
-        vocals = 0.3 * np.sin(2 * np.pi * (200 + 50 * s) * t) * (t % 1.0 < 0.5)
-        drums = 0.2 * rng.standard_normal(t.size) * np.exp(-((t * 4) % 1.0) * 8)
-        bass = 0.3 * np.sin(2 * np.pi * 55 * t)
-        for name, x in (("vocals", vocals), ("drums", drums), ("bass", bass)):
-            write_audio(root / "raw" / f"song{s}" / f"{name}.wav", np.stack([x, 0.8 * x]).astype(np.float32))
-    preprocess(root / "raw", root / "stems", layout="folder", seed=0, fractions=(0.5, 0.25, 0.25),
-               config=PreprocessConfig(segment_seconds=1.0), progress=False)
-    return root / "stems"
-
-
+# the arguments every training run here shares (tests/conftest.py's iass_cli_run too)
 COMMON = ["--batch-size", "2", "--segment-seconds", "0.5", "--eval-every", "2", "--eval-steps", "1",
           "--stats-batches", "1", "--quiet"]
 
@@ -42,14 +23,10 @@ def _tags(run, sub):
     return tags
 
 
-def test_train_iass_cli(stems_dir, tmp_path, capsys):
-    run = tmp_path / "iass"
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("activity_weight: 1.5\ntrainer:\n  steps: 99\n  plateau:\n    patience: 3\n")
-    code = main(["train", "iass", "--data", str(stems_dir), "--target", "vocals", "--steps", "2",
-                 "--config", str(cfg), "--run-dir", str(run), *COMMON])
-    assert code == 0
-    out = capsys.readouterr().out
+def test_train_iass_cli(iass_cli_run):
+    """The session's one `tfmusic train iass` run (tests/conftest.py; its TensorBoard extras are checked
+    by tests/test_tensorboard_tasks.py): flags over the config file, history, eval metrics, summaries."""
+    run, out, cfg = iass_cli_run
     assert "best eval loss" in out and "model.keras" in out
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "iass" and config["target"] == "vocals" and config["nb_channels"] == 1
