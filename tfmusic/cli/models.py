@@ -14,7 +14,12 @@ from tfmusic.cli.main import CliError
 
 def _scores(entry: dict) -> str:
     scores = entry.get("scores") or {}
-    return ", ".join(f"{k} {v:+.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()) or "-"
+    def value(k: str, v) -> str:
+        if not isinstance(v, float):
+            return str(v)
+        return f"{v:+.2f}" if "over" in k else (f"{v:.3f}" if "F1" in k else f"{v:.2f}")
+
+    return ", ".join(f"{k} {value(k, v)}" for k, v in scores.items()) or "-"
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -27,7 +32,7 @@ def run_list(args: argparse.Namespace) -> int:
     if not models:
         print("no models ship with this installation")
         return 0
-    rows = [("name", "target", "architecture", "default", "MB", "steps", "median SDR (dB)")]
+    rows = [("name", "target", "architecture", "default", "MB", "steps", "scores (median SDR dB, F1)")]
     for name, e in models.items():
         rows.append((name, e["target"], e["architecture"], "yes" if e.get("default") else "", f"{e['bytes'] / 2**20:.1f}",
                      str(e.get("steps", "?")), _scores(e)))
