@@ -91,3 +91,26 @@ def test_cli_config_errors(tmp_path, capsys):
     assert main(["train", "umx", "--set", "model=iass", "--print-config"]) == 2
     assert main(["train", "iass", "--resume", "--run-dir", str(tmp_path / "nope")]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_train_iass_init_from_fine_tunes(iass_cli_run, stems_dir, tmp_path, capsys):
+    """``init_from`` starts a fresh run from a saved model's weights (statistics included); a model of
+    another target is refused with the file named."""
+    import keras
+
+    source_run = iass_cli_run[0]
+    source = keras.saving.load_model(source_run / "model.keras")
+    run = tmp_path / "fine"
+    args = ["train", "iass", "--data", str(stems_dir), "--target", "vocals", "--run-dir", str(run), "--steps", "1",
+            "--no-eval", "--lr", "1e-12", "--set", "weight_decay=0", "--set", f"init_from={source_run / 'model.keras'}",
+            *COMMON]
+    assert main(args) == 0
+    tuned = keras.saving.load_model(run / "model.keras")
+    np.testing.assert_array_equal(np.asarray(tuned.input_mean), np.asarray(source.input_mean))
+    for a, b in zip(tuned.trainable_weights, source.trainable_weights):  # (BatchNorm's moving statistics move)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path)
+    capsys.readouterr()
+    wrong = [{"vocals": "drums", str(run): str(tmp_path / "wrong")}.get(a, a) for a in args]
+    assert main(wrong) == 2
+    err = capsys.readouterr().err
+    assert "init_from" in err and "model.keras" in err and "target" in err

@@ -21,6 +21,11 @@ the training mixtures' magnitudes (``stats_batches`` batches, no augmentation) a
 all replicas and workers and set with ``model.set_input_statistics`` (std floored at 1e-4 x max
 std inside the model). They are model weights, so a resumed run restores them from the checkpoint.
 
+Fine-tuning (``init_from``): a fresh run may start from the weights of a saved model (a
+``model.keras`` file, or the name of a shipped model, e.g. ``iass_drums``) of the same architecture,
+target, channels and audio settings; its input statistics are kept (the weights were learnt on
+inputs standardized by them), so no statistics pass runs.
+
 Evaluation metrics: ``loss``, ``mse`` and, for IASS, ``bce`` and frame-level activity
 ``activity_precision`` / ``activity_recall`` / ``activity_f1`` / ``activity_accuracy`` (logit > 0
 against the labels).
@@ -62,6 +67,7 @@ class SeparationConfig:
     weight_decay: float = 1e-5
     clipnorm: float | None = None
     model_kwargs: dict = dataclasses.field(default_factory=dict)  # extra IASS / OpenUnmix arguments
+    init_from: str | None = None  # fine-tune: start from a saved .keras model or a shipped model's name
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
 
     def validate(self, source: str = "config") -> None:
@@ -238,9 +244,14 @@ class SeparationTask(Task):
         return self.magnitude(*self.stft(waveform))
 
     def prepare(self) -> None:
-        """Per-bin input statistics over (un-augmented) training mixtures, identical on all workers."""
+        """Per-bin input statistics over (un-augmented) training mixtures, identical on all workers;
+        or, with ``init_from``, the weights (statistics included) of the model to fine-tune."""
         import numpy as np
         import tensorflow as tf
+
+        if self.config.init_from:
+            self._load_initial_weights(self.config.init_from)
+            return
 
         def sums(batch):
             mag = self.spectrogram(batch[0])  # (B, C, T, F)
@@ -255,6 +266,30 @@ class SeparationTask(Task):
         var = np.maximum(totals["s2"].astype(np.float64) / n - mean**2, 0.0)
         with self.context.strategy.scope():
             self.model.set_input_statistics(mean, np.sqrt(var))
+
+    def _load_initial_weights(self, source: str) -> None:
+        """Copy the weights of ``source`` (a .keras file or a shipped model's name) into the fresh model,
+        refusing a model of another kind, target, shape or framing."""
+        import os
+
+        from tfmusic.models import pretrained
+        from tfmusic.models.files import load_keras_file
+
+        path = source if os.path.isfile(source) else None
+        if path is None:
+            try:
+                path = str(pretrained.model_path(source))
+            except pretrained.PretrainedError as err:
+                raise ConfigError(f"init_from={source!r}: neither a model file nor a shipped model ({err})") from None
+        loaded = load_keras_file(path)
+        mine, theirs = self.model.get_config(), loaded.get_config()
+        keys = ("nb_channels", "target", "n_bins", "max_bin", "sample_rate", "n_fft", "hop_length")
+        differ = [f"{k}: {theirs.get(k)!r} (ours {mine.get(k)!r})" for k in keys if theirs.get(k) != mine.get(k)]
+        if type(loaded) is not type(self.model) or differ:
+            raise ConfigError(f"init_from={path}: a {type(loaded).__name__} that does not match the "
+                              f"{type(self.model).__name__} being trained ({'; '.join(differ) or 'other class'})")
+        with self.context.strategy.scope():
+            self.model.set_weights(loaded.get_weights())
 
     # ------------------------------------------------------------------ steps
     def _losses(self, batch, training: bool):
