@@ -12,7 +12,8 @@ budget, and scores each on the gap set.
 
 Resumable: every stage is skipped when its output is complete; a model whose run has fewer steps than
 asked resumes from its latest checkpoint (`tfmusic train --resume`), so the budget can grow across
-sessions. Every stage is an ordinary `tfmusic` command run as a subprocess, logged with its wall time.
+sessions. A model that already ships and has no run here starts from the shipped weights
+(`init_from`; its steps count towards the budget; `--no-from-shipped` trains it from scratch). Every stage is an ordinary `tfmusic` command run as a subprocess, logged with its wall time.
 
     python bench/experiment_pretrained.py                  # make experiment-pretrained
     python bench/experiment_pretrained.py --publish        # then copy the models into tfmusic/pretrained
@@ -94,8 +95,31 @@ def ensure_data(out: Path, args, log: list[dict]) -> dict:
             for name, role in (("train", "train"), ("gap", "gap"))}
 
 
-def train(run_dir: Path, kind: str, target: str, steps: int, stems: Path, extra: list[str], log: list[dict]) -> None:
-    """Train ``run_dir`` up to ``steps`` (fresh, or resumed from its latest checkpoint)."""
+def shipped_base(name: str, run_dir: Path, from_shipped: bool) -> dict | None:
+    """Where ``run_dir`` starts: ``{"init_from", "steps", "train_seconds"}`` of the shipped model it
+    fine-tunes (recorded in ``base.json`` when the run starts), or None for a run from scratch."""
+    record = run_dir / "base.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    if not from_shipped or (run_dir / "config.json").is_file():
+        return None
+    from tfmusic.models import pretrained
+
+    entry = pretrained.registry().get(name)
+    if not entry:
+        return None
+    base = {"init_from": name, "steps": int(entry["steps"]), "train_seconds": 3600 * float(entry["train_hours"]),
+            "sha256": entry["sha256"]}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(base, indent=1))
+    return base
+
+
+def train(run_dir: Path, kind: str, target: str, steps: int, stems: Path, extra: list[str], log: list[dict],
+          base: dict | None = None) -> None:
+    """Train ``run_dir`` up to ``steps`` in all (fresh, resumed from its latest checkpoint, or fine-tuning
+    the shipped model ``base`` names, whose own steps count towards ``steps``)."""
+    steps -= base["steps"] if base else 0
     done = last_step(run_dir)
     if done >= steps and (run_dir / "model.keras").is_file():
         return
@@ -104,7 +128,7 @@ def train(run_dir: Path, kind: str, target: str, steps: int, stems: Path, extra:
     else:
         cmd = ["train", kind, "--data", str(stems), "--target", target, "--run-dir", str(run_dir),
                "--steps", str(steps), "--quiet", *TRAIN_FLAGS]
-        for item in extra:
+        for item in extra + ([f"init_from={base['init_from']}"] if base else []):
             cmd += ["--set", item]
     run_tfmusic(cmd, log)
 
@@ -207,10 +231,11 @@ def to_markdown(record: dict) -> str:
              "| set | sample set | package | licence | plays |", "|---|---|---|---|---|"]
     for role, sets in record["sample_sets"].items():
         lines += [f"| {role} | {s['name']} | {s['package']} | {s['license']} | {s['plays']} |" for s in sets]
-    lines += ["", "## Budget", "", "| model | steps | training wall time (min) | best validation loss |",
-              "|---|---|---|---|"]
+    lines += ["", "## Budget", "", "| model | steps | of which fine-tuning the shipped model | training wall time (min) "
+              "| best validation loss |", "|---|---|---|---|---|"]
     for name, m in record["models"].items():
-        lines.append(f"| {name} | {m['steps']} | {m['train_seconds'] / 60:.1f} | {_f(m['best_eval_loss'])} |")
+        tuned = f"{m['steps'] - m['base_steps']} (from {m['base_steps']})" if m.get("fine_tuned_from") else "-"
+        lines.append(f"| {name} | {m['steps']} | {tuned} | {m['train_seconds'] / 60:.1f} | {_f(m['best_eval_loss'])} |")
     for key, title in (("in_distribution", "In distribution (test split of the training songs)"),
                        ("gap", "Gap set (unseen sample sets and mixing chain)")):
         lines += ["", f"## {title}: median SDR (dB)", ""]
@@ -245,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=None, help="score only the first N s of each song")
     parser.add_argument("--no-eval", action="store_true", help="train only (no scoring, no table)")
     parser.add_argument("--publish", action="store_true", help="copy the trained models into tfmusic/pretrained")
+    parser.add_argument("--no-from-shipped", dest="from_shipped", action="store_false",
+                        help="train a model that ships from scratch (default: a new run fine-tunes the shipped "
+                             "model, whose steps count towards the budget)")
     parser.add_argument("--copy-to", type=Path, default=None, help="also copy experiment.{md,json} and the figure")
     args = parser.parse_args(argv)
     steps = budgets(args.steps)
@@ -255,10 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     sets = ensure_data(out, args, log)
     stems = out / "stems"
     only = set(args.only.split(",")) if args.only else set(steps)
+    bases = {}
     for name, n in steps.items():
         if name in only:
             kind, target = MODELS[name]
-            train(out / "runs" / name, kind, target, n, stems, [], log)
+            bases[name] = shipped_base(name, out / "runs" / name, args.from_shipped)
+            train(out / "runs" / name, kind, target, n, stems, [], log, bases[name])
     if args.ablation_steps and not args.only:
         for variant, extra in ABLATION.items():
             train(out / "runs" / f"ablation-{variant}", "iass", "drums", args.ablation_steps, stems, extra, log)
@@ -277,9 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         ablation = evaluate(out / "stems_gap", out / "eval_ablation", variants, args, log, oracles="mix")
     curves = {n: tensorboard_curves(r) for n, r in trained.items()}
     plot_curves(curves, out / "curves.png")
-    models = {n: {"steps": last_step(r), "train_seconds": training_seconds(curves[n]["train"]),
-                  "best_eval_loss": min((p[2] for p in curves[n]["eval"]), default=None)}
-              for n, r in trained.items()}
+    models = {}
+    for n, r in trained.items():
+        base = shipped_base(n, r, False) or {"steps": 0, "train_seconds": 0.0}
+        models[n] = {"steps": base["steps"] + last_step(r),
+                     "train_seconds": base["train_seconds"] + training_seconds(curves[n]["train"]),
+                     "fine_tuned_from": base.get("init_from"), "base_steps": base["steps"],
+                     "best_eval_loss": min((p[2] for p in curves[n]["eval"]), default=None)}
     record = {"budget": {"songs": args.songs, "gap_songs": args.gap_songs, "splits": args.splits, "steps": steps,
                          "ablation_steps": args.ablation_steps, "train_flags": TRAIN_FLAGS},
               "machine": f"{os.cpu_count()} cores (shared), {sys.platform}", "load_start": load_start,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tfmusic.models import pretrained
 
-RESIDUAL = "other"
-MIN_GAP_SDR = 1.0  # dB on the gap set: above what a silent estimate scores (0 dB)  # MUSDB's fourth stem: the mixture minus the shipped targets
+RESIDUAL = "other"  # MUSDB's fourth stem: the mixture minus the shipped targets
+MIN_GAP_SDR = 1.0  # dB on the gap set: above what a silent estimate scores (0 dB)
 
 
 def _sdr(summary: dict, method: str, target: str) -> float | None:
@@ -61,8 +61,8 @@ chorale arrangements, humanized, per-stem production chain, mastered to -14..-8 
 "gap" sets were never used in training: the gap set measures what a real song tests, an
 unseen instrument and production.
 
-**Training.** {model['steps']} steps of batch {config['trainer']['batch_size']} x {config['segment_seconds']} s
-excerpts, lr {config['learning_rate']}, seed {config['trainer']['seed']}, float32, on 2 shared CPU cores
+**Training.** {model['steps']} steps{f" ({model['base_steps']} of the previously shipped model, then {model['steps'] - model['base_steps']} fine-tuning it)" if model.get('fine_tuned_from') else ""} of batch {config['trainer']['batch_size']} x {config['segment_seconds']} s
+excerpts, lr {config['learning_rate']}, {config.get('model_kwargs', {}).get('mask_activation', 'relu')} mask, seed {config['trainer']['seed']}, float32, on 2 shared CPU cores
 ({model['train_seconds'] / 3600:.1f} h of training); {"the final weights" if config['trainer'].get('keep_model') == "final"
 else "the weights with the lowest validation loss"} (best validation loss seen: {model['best_eval_loss']}). Augmentation: cross-song remix {aug.get('remix')}, per-stem EQ p={aug.get('eq')}
 (+-{aug.get('eq_db')} dB), LimitAug limiter p={aug.get('limiter')} (drive {aug.get('limiter_drive_db')} dB).

@@ -135,3 +135,28 @@ def test_constructor_validation():
         IASS(max_bin=3000)
     with pytest.raises(ValueError, match="median_frames"):
         IASS(median_frames=4)
+    with pytest.raises(ValueError, match="mask_activation"):
+        IASS(mask_activation="sigmoid")
+
+
+def test_softplus_mask_keeps_every_bin_trainable(mixture, tmp_path):
+    """mask_activation="softplus": a bin pushed below zero still passes gradient (ReLU's does not), and
+    the choice survives saving."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    models = {a: IASS(target="bass", mask_activation=a).build_for_frames(FRAMES) for a in ("relu", "softplus")}
+    grads = {}
+    for name, m in models.items():
+        m.output_mean.assign(np.full(2049, -30.0, np.float32))  # every bin far below zero: "dead" under ReLU
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(m(mixture, training=True)["estimate"])
+        grads[name] = tape.gradient(loss, m.output_mean).numpy()
+    assert np.all(grads["relu"] == 0.0)
+    assert np.all(grads["softplus"] > 0.0)
+    path = tmp_path / "softplus.keras"
+    models["softplus"].save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.mask_activation == "softplus"
+    mask = loaded(mixture, training=True)["mask"].numpy()
+    assert np.all(mask > 0.0) and np.allclose(mask, models["softplus"](mixture, training=True)["mask"].numpy())

@@ -5,7 +5,8 @@ One model per instrument. Input: mixture magnitude ``(B, C, T, 2049)``; the U-Ne
 kernels are 3 with 'same' padding). A classifier on the latent predicts one activity logit per STFT
 frame. Outputs (dict):
 
-- ``mask`` ``(B, C, T, 2049)``: the non-negative, unbounded mask (ReLU, no sigmoid). At inference
+- ``mask`` ``(B, C, T, 2049)``: the non-negative, unbounded mask (ReLU as in the paper, or softplus
+  with ``mask_activation="softplus"``: see ``MASK_ACTIVATIONS``; no sigmoid). At inference
   with ``apply_activity`` it already includes the per-frame activity weight, so ``mask x mixture``
   (magnitude or complex) is the estimate.
 - ``estimate``: ``mask x mixture magnitude``. During training (``training=True``) no activity
@@ -32,6 +33,10 @@ from tfmusic.models.layers import median_filter_time, prepare_statistics
 __all__ = ["IASS", "iass_frequency_sizes"]
 
 _SLOPE = 0.01  # LeakyReLU negative slope
+# The mask's non-negative activation: ReLU is the paper's; softplus never stops the gradient, so a bin that
+# the first steps push below zero (a sparse target such as bass: "silence" is a cheap early optimum) can
+# come back, where ReLU leaves it dead for good.
+MASK_ACTIVATIONS = ("relu", "softplus")
 _BN = {"momentum": 0.9, "epsilon": 1e-5}  # PyTorch BatchNorm momentum 0.1, eps 1e-5
 
 
@@ -171,6 +176,7 @@ class IASS(keras.Model):
         max_bin: int = 1487,
         apply_activity: bool = True,
         activity_threshold: float = 0.5,
+        mask_activation: str = "relu",
         median_frames: int = 21,
         target: str | None = None,
         sample_rate: int = SAMPLE_RATE,
@@ -193,6 +199,9 @@ class IASS(keras.Model):
         self.nb_channels, self.n_bins, self.max_bin = int(nb_channels), int(n_bins), int(max_bin)
         self.apply_activity = bool(apply_activity)
         self.activity_threshold = float(activity_threshold)
+        if mask_activation not in MASK_ACTIVATIONS:
+            raise ValueError(f"mask_activation must be one of {MASK_ACTIVATIONS}, got {mask_activation!r}")
+        self.mask_activation = mask_activation
         self.median_frames = int(median_frames)
         self.target = target
         enc_sizes, cls_sizes = iass_frequency_sizes(self.max_bin)
@@ -241,7 +250,7 @@ class IASS(keras.Model):
         y = self.dec3(y, skip=self.skip1(x1), training=training)
         y = self.dec4(y, training=training)  # (B, T, max_bin, C)
         y = self.fc(ops.transpose(y, (0, 3, 1, 2)))  # (B, C, T, n_bins)
-        mask = ops.relu(y * self.output_scale + self.output_mean)
+        mask = getattr(ops, self.mask_activation)(y * self.output_scale + self.output_mean)
         # subclasses' heads (tfmusic.models.iass_pitch) see the estimate before activity gating, as in training
         extra = self.extra_heads(z, mix, mask * mix, training=training)
         if self.apply_activity and not training:
@@ -261,6 +270,7 @@ class IASS(keras.Model):
             max_bin=self.max_bin,
             apply_activity=self.apply_activity,
             activity_threshold=self.activity_threshold,
+            mask_activation=self.mask_activation,
             median_frames=self.median_frames,
             target=self.target,
             **self.settings.as_dict(),

@@ -30,7 +30,7 @@ import logging
 from typing import Any, Mapping
 
 from tfmusic.training.config import ConfigError, deep_merge, from_dict, to_dict
-from tfmusic.training.separation import SeparationConfig, SeparationTask
+from tfmusic.training.separation import DEFAULT_MODEL_KWARGS, SeparationConfig, SeparationTask
 
 MODEL = "iass_pitch"
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class PitchSeparationConfig(SeparationConfig):
 
 
 def default_config_dict() -> dict[str, Any]:
-    cfg = PitchSeparationConfig()
+    cfg = PitchSeparationConfig(model_kwargs=dict(DEFAULT_MODEL_KWARGS["iass"]))  # the IASS it extends
     cfg.validate("defaults")
     return to_dict(cfg)
 
