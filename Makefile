@@ -35,8 +35,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/tfmusic demo --out $(DEMO_OUT)
 
+# Two workers (pytest-xdist), whole files per worker so module and session fixtures are built once per worker:
+# ~11 min instead of ~15.5 serial on 2 cores. `TEST_WORKERS=0` runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Hand-written mutants, one after another in a temporary copy of the checkout (~5 min on 2 cores); exit 1 if any survives
 mutants: $(STAMP)
