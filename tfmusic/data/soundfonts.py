@@ -58,8 +58,9 @@ def soundfont_bytes(soundfont: str | None = None) -> bytes:
 @functools.lru_cache(maxsize=64)
 def sample_set_kind(source: str | None) -> str:
     """``"sf2"`` for a SoundFont file, ``"hydrogen"`` for a recorded drum kit folder
-    (:mod:`tfmusic.data.drumkits`), ``"gus"`` for a GUS patch bank folder (:mod:`tfmusic.data.patches`)."""
-    from tfmusic.data import drumkits, patches
+    (:mod:`tfmusic.data.drumkits`), ``"gus"`` for a GUS patch bank folder (:mod:`tfmusic.data.patches`),
+    ``"multisample"`` for a folder of recorded notes per velocity layer (:mod:`tfmusic.data.multisamples`)."""
+    from tfmusic.data import drumkits, multisamples, patches
 
     if source in (None, BUNDLED) or not storage.is_dir(source):
         return "sf2"
@@ -67,8 +68,10 @@ def sample_set_kind(source: str | None) -> str:
         return "hydrogen"
     if patches.is_bank(source):
         return "gus"
-    raise ValueError(f"{source}: a folder that is neither a Hydrogen drum kit (drumkit.xml) "
-                     "nor a GUS patch bank (Tone_000/*.pat)")
+    if multisamples.is_multisample_set(source):
+        return "multisample"
+    raise ValueError(f"{source}: a folder that is neither a Hydrogen drum kit (drumkit.xml), a GUS patch bank "
+                     f"(Tone_000/*.pat) nor a multi-sampled instrument ({multisamples.MARKER})")
 
 
 def is_drum_kit(source: str | None) -> bool:
@@ -78,20 +81,25 @@ def is_drum_kit(source: str | None) -> bool:
 
 def render_samples(source: str, part: Part, seconds: float, sample_rate: int) -> np.ndarray:
     """One part from a recorded sample set (kit or patch bank) at ``sample_rate``: float32 ``(2, n)``."""
-    from tfmusic.data import drumkits, patches
+    from tfmusic.data import drumkits, multisamples, patches
 
-    if is_drum_kit(source):
+    kind = sample_set_kind(source)
+    if kind == "hydrogen":
         return drumkits.render_kit(source, part.notes, seconds, sample_rate)
+    if kind == "multisample":
+        return multisamples.render_set(source, part.notes, seconds, sample_rate)
     return patches.render_bank(source, part.program, part.is_drum, part.notes, seconds, sample_rate)
 
 
 @functools.lru_cache(maxsize=8)
 def _soundfont_sha256(soundfont: str | None) -> str:
-    from tfmusic.data import drumkits, patches
+    from tfmusic.data import drumkits, multisamples, patches
 
     kind = sample_set_kind(soundfont)
     if kind == "hydrogen":
         return drumkits.kit_sha256(soundfont)
+    if kind == "multisample":
+        return multisamples.set_sha256(soundfont)
     if kind == "gus":
         return patches.bank_sha256(soundfont)
     return hashlib.sha256(soundfont_bytes(soundfont)).hexdigest()
@@ -104,11 +112,13 @@ def soundfont_name(soundfont: str | None = None) -> str:
 def soundfont_info(soundfont: str | None = None) -> dict:
     """Check a sample set before a job starts; returns its name, sha256 (checked by every worker) and,
     for the sets :mod:`tfmusic.data.sample_sets` lists, package, licence and role: the manifest's record."""
-    from tfmusic.data import drumkits, patches, sample_sets
+    from tfmusic.data import drumkits, multisamples, patches, sample_sets
 
     kind = sample_set_kind(soundfont)
     if kind == "hydrogen":
         info = drumkits.kit_info(soundfont)
+    elif kind == "multisample":
+        info = multisamples.set_info(soundfont)
     elif kind == "gus":
         info = patches.bank_info(soundfont)
     else:

@@ -50,7 +50,7 @@ from tfmusic.data.soundfonts import (  # noqa: F401  (re-exported: rendering is 
     BUNDLED, RENDER_RATE, SYSTEM_SOUNDFONT, _render_48k, check_soundfont, default_soundfonts, is_drum_kit, part_midi, render_samples,
     renderer_version, sample_set_kind, soundfont_bytes, soundfont_info, soundfont_name, soundfont_path)
 from tfmusic.data.synth_plan import (  # noqa: F401  (re-exported: the plan is part of this API)
-    CHORALE_SHARE, DEFAULT_SECONDS, DRUM_KIT_SHARE, INCLUDE_P, PROGRAMS, SAMPLE_RATES, SECTION_BEATS, Part, SongPlan, chorale_paths,
+    CHORALE_SHARE, DEFAULT_SECONDS, DRUM_KIT_SHARE, INCLUDE_P, PIANO_SAMPLE_SHARE, PROGRAMS, SAMPLE_RATES, SECTION_BEATS, Part, SongPlan, chorale_paths,
     chorale_voices, plan_song, plan_summary, song_name)
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,13 @@ def render_part(part: Part, seconds: float, sample_rate: int, soundfont: str | N
 
 
 def part_soundfont(plan: SongPlan, part: Part, soundfonts: Sequence[str | None],
-                   drum_soundfonts: Sequence[str] = ()) -> tuple[Part, str | None]:
+                   drum_soundfonts: Sequence[str] = (), pianos: Sequence[str] = ()) -> tuple[Part, str | None]:
     """The part to render and the SoundFont to render it with: a drum-only kit plays its one
-    preset (program 0), so the part is rendered as program 0 there."""
+    preset (program 0), so the part is rendered as program 0 there; a recorded piano plays the piano."""
     if part.is_drum and plan.drum_soundfont >= 0 and drum_soundfonts:
         return dataclasses.replace(part, program=0), drum_soundfonts[plan.drum_soundfont]
+    if part.instrument == tx.PIANO and plan.piano_samples >= 0 and pianos:
+        return part, pianos[plan.piano_samples]
     return part, soundfonts[plan.soundfont % len(soundfonts)]
 
 
@@ -104,14 +106,14 @@ def song_midi(plan: SongPlan) -> bytes:
 
 
 def render_files(plan: SongPlan, soundfonts: Sequence[str | None] = (None,),
-                 drum_soundfonts: Sequence[str] = ()) -> tuple[dict[str, bytes], dict]:
+                 drum_soundfonts: Sequence[str] = (), pianos: Sequence[str] = ()) -> tuple[dict[str, bytes], dict]:
     """Render ``plan`` in memory: ``({relative file name: bytes}, summary)`` in the MedleyDB layout."""
     import yaml
 
     from tfmusic.data import mixing
 
     name = plan.name
-    fonts = [part_soundfont(plan, p, soundfonts, drum_soundfonts) for p in plan.parts]
+    fonts = [part_soundfont(plan, p, soundfonts, drum_soundfonts, pianos) for p in plan.parts]
     audio = [render_part(p, plan.seconds, plan.sample_rate, sf) for p, sf in fonts]
     if plan.mixing == "dry":
         peak = max([float(np.abs(np.sum(audio, axis=0)).max())] + [float(np.abs(a).max()) for a in audio])
@@ -173,24 +175,30 @@ class SynthSettings:
     genres: tuple[str, ...] | None = None
     chorale_share: float = CHORALE_SHARE
     drum_kit_share: float = DRUM_KIT_SHARE
+    pianos: tuple[str, ...] = ()  # recorded multi-sampled pianos (tfmusic.data.multisamples)
+    piano_sample_share: float = PIANO_SAMPLE_SHARE
 
     def plan(self, index: int) -> SongPlan:
         return plan_song(self.seed, index, self.seconds, self.sample_rate, soundfonts=len(self.soundfonts),
                          drum_soundfonts=len(self.drum_soundfonts), mixing_style=self.mixing,
-                         genres=self.genres, chorale_share=self.chorale_share, drum_kit_share=self.drum_kit_share)
+                         genres=self.genres, chorale_share=self.chorale_share, drum_kit_share=self.drum_kit_share,
+                         piano_sets=len(self.pianos), piano_sample_share=self.piano_sample_share)
 
     def render(self, index: int) -> tuple[dict[str, bytes], dict]:
-        return render_files(self.plan(index), self.soundfonts, self.drum_soundfonts)
+        return render_files(self.plan(index), self.soundfonts, self.drum_soundfonts, self.pianos)
 
     def all_soundfonts(self) -> tuple[str | None, ...]:
-        return tuple(self.soundfonts) + tuple(self.drum_soundfonts)
+        return tuple(self.soundfonts) + tuple(self.drum_soundfonts) + tuple(self.pianos)
 
     def manifest_params(self, infos: list[dict]) -> dict:
-        n = len(self.soundfonts)
-        return {"seed": self.seed, "seconds": self.seconds, "sample_rate": self.sample_rate,
-                "mixing": self.mixing, "genres": list(self.genres or compose.GENRE_NAMES),
-                "chorale_share": self.chorale_share, "drum_kit_share": self.drum_kit_share,
-                "soundfonts": infos[:n], "drum_soundfonts": infos[n:]}
+        n, d = len(self.soundfonts), len(self.soundfonts) + len(self.drum_soundfonts)
+        params = {"seed": self.seed, "seconds": self.seconds, "sample_rate": self.sample_rate,
+                  "mixing": self.mixing, "genres": list(self.genres or compose.GENRE_NAMES),
+                  "chorale_share": self.chorale_share, "drum_kit_share": self.drum_kit_share,
+                  "soundfonts": infos[:n], "drum_soundfonts": infos[n:d]}
+        if self.pianos:  # (absent otherwise: manifests of jobs without recorded pianos read as they did)
+            params.update(piano_sample_share=self.piano_sample_share, pianos=infos[d:])
+        return params
 
 
 def _gain_summary(scale) -> dict:
@@ -203,10 +211,10 @@ def _gain_summary(scale) -> dict:
 
 
 def render_song(plan: SongPlan, out_dir: str | os.PathLike, soundfonts: Sequence[str | None] = (None,),
-                drum_soundfonts: Sequence[str] = ()) -> dict:
+                drum_soundfonts: Sequence[str] = (), pianos: Sequence[str] = ()) -> dict:
     """Render ``plan`` into ``out_dir/<name>/`` (local or remote, MedleyDB layout); returns the summary.
     (Outside Beam; the job stages the same files through :func:`render_and_stage`.)"""
-    files, summary = render_files(plan, soundfonts, drum_soundfonts)
+    files, summary = render_files(plan, soundfonts, drum_soundfonts, pianos)
     for rel, data in files.items():
         storage.write_bytes(storage.join(os.fspath(out_dir), *rel.split("/")), data)
     return summary
@@ -309,6 +317,8 @@ def synthesize(
     genres: Sequence[str] | None = None,
     chorale_share: float = CHORALE_SHARE,
     drum_kit_share: float = DRUM_KIT_SHARE,
+    pianos: Sequence[str | os.PathLike] = (),
+    piano_sample_share: float = PIANO_SAMPLE_SHARE,
 ) -> dict:
     """The Beam job: render ``songs`` songs in parallel into ``out_dir`` (local or ``gs://``...);
     writes ``synth_manifest.json``. ``soundfonts`` default to :func:`default_soundfonts`; an entry
@@ -317,6 +327,7 @@ def synthesize(
     written and ``{"template_location", "out"}`` is returned."""
     from tfmusic.beam_options import flag_value, run_pipeline
     from tfmusic.data import mixing as mixing_module
+    from tfmusic.data import multisamples
     from tfmusic.beam_options import check_worker_path, remote_runner
 
     if songs < 1:
@@ -331,6 +342,8 @@ def synthesize(
         raise ValueError(f"chorale share must be within [0, 1], got {chorale_share}")
     if not 0.0 <= drum_kit_share <= 1.0:
         raise ValueError(f"drum kit share must be within [0, 1], got {drum_kit_share}")
+    if not 0.0 <= piano_sample_share <= 1.0:
+        raise ValueError(f"piano sample share must be within [0, 1], got {piano_sample_share}")
     for genre in genres or ():
         compose.genre_by_name(genre)
     start = time.time()
@@ -354,8 +367,14 @@ def synthesize(
     drums = tuple(checked(f, "--drum-soundfont") for f in drum_soundfonts)
     if None in drums:
         raise ValueError("--drum-soundfont wants a drum-kit SoundFont file, not the bundled GM font")
+    piano_sets = tuple(checked(f, "--piano-samples") for f in pianos)
+    for folder in piano_sets:
+        if not (folder and multisamples.is_multisample_set(folder)):  # (a local or mounted folder)
+            raise ValueError(f"--piano-samples {folder}: not a multi-sampled instrument folder (no samples.json "
+                             "beside <note><octave>v<layer> files; `make sample-sets` unpacks the Salamander piano)")
     settings = SynthSettings(seed, seconds, sample_rate, fonts, drums, mixing,
-                             tuple(genres) if genres else None, chorale_share, drum_kit_share)
+                             tuple(genres) if genres else None, chorale_share, drum_kit_share, piano_sets,
+                             piano_sample_share)
     infos = [soundfont_info(f) for f in settings.all_soundfonts()]
     chorale_paths()  # fail early (and warm the corpus cache) before workers start
     out = prepare(out)

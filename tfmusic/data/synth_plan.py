@@ -23,6 +23,7 @@ from tfmusic.data.stems import taxonomy as tx
 DEFAULT_SECONDS = 20.0
 CHORALE_SHARE = 0.25  # share of songs arranged from Bach chorales; the rest are composed in a genre
 DRUM_KIT_SHARE = 0.5  # chance that a song's drums come from a drum-only kit (when the job has any)
+PIANO_SAMPLE_SHARE = 0.5  # chance that a song's piano is a recorded multi-sampled piano (when the job has any)
 SAMPLE_RATES = (22_050, 44_100)
 SECTION_BEATS = 8  # two 4/4 bars per section: the unit in which instruments are muted
 
@@ -118,6 +119,7 @@ class SongPlan:
     genre: str = "chorale"
     soundfont: int = 0  # index into the job's SoundFonts
     drum_soundfont: int = -1  # index into the job's drum-only SoundFonts; -1: the song's SoundFont
+    piano_samples: int = -1  # index into the job's recorded pianos (tfmusic.data.multisamples); -1: the SoundFont
     mixing: str = "dry"
     mix_lufs: float = -14.0
 
@@ -225,14 +227,17 @@ def _voice_notes(rng: np.random.Generator, voice, spq: float, transpose: int) ->
 def plan_song(seed: int, index: int, seconds: float = DEFAULT_SECONDS, sample_rate: int = 44_100, *,
               soundfonts: int = 1, drum_soundfonts: int = 0, mixing_style: str = "standard",
               genres: tuple[str, ...] | None = None, chorale_share: float = CHORALE_SHARE,
-              drum_kit_share: float = DRUM_KIT_SHARE) -> SongPlan:
+              drum_kit_share: float = DRUM_KIT_SHARE, piano_sets: int = 0,
+              piano_sample_share: float = PIANO_SAMPLE_SHARE) -> SongPlan:
     """The arrangement of song ``index`` for ``seed``: instruments, programs, exact notes, mix settings.
 
     Song ``index`` always includes the IASS instrument ``IASS_INSTRUMENTS[index % 6]``, so any six
     consecutive songs cover vocals, drums, bass, both guitars and piano. ``soundfonts`` and
     ``drum_soundfonts`` are how many the job renders with (the plan picks one of each by index);
     ``genres`` restricts the composed styles (default: all of :data:`compose.GENRE_NAMES`);
-    ``drum_kit_share`` is the chance that the drums are played by one of the drum-only kits.
+    ``drum_kit_share`` is the chance that the drums are played by one of the drum-only kits, and
+    ``piano_sample_share`` that the piano is one of the ``piano_sets`` recorded pianos (drawn from a
+    stream of their own, so a job without recorded pianos plans exactly the songs it always did).
     """
     rng = np.random.default_rng([int(seed), int(index)])
     pool = [compose.genre_by_name(g) for g in (genres or compose.GENRE_NAMES)]
@@ -293,9 +298,13 @@ def plan_song(seed: int, index: int, seconds: float = DEFAULT_SECONDS, sample_ra
     name = song_name(seed, index)
     soundfont = int(rng.integers(max(1, soundfonts)))
     drum_soundfont = int(rng.integers(drum_soundfonts)) if drum_soundfonts and rng.random() < drum_kit_share else -1
+    piano_rng = np.random.default_rng([int(seed), int(index), 11])
+    piano_samples = (int(piano_rng.integers(piano_sets)) if piano_sets and piano_rng.random() < piano_sample_share
+                     else -1)
     return SongPlan(name, int(seed), int(index), float(seconds), int(sample_rate), round(tempo, 3),
                     source, n_sections, parts, genre="chorale" if use_chorale else genre.name,
-                    soundfont=soundfont, drum_soundfont=drum_soundfont, mixing=mixing_style,
+                    soundfont=soundfont, drum_soundfont=drum_soundfont, piano_samples=piano_samples,
+                    mixing=mixing_style,
                     mix_lufs=round(float(rng.uniform(*mixing.MIX_LUFS)), 2))
 
 
