@@ -112,8 +112,11 @@ def shipped_base(name: str, run_dir: Path, from_shipped: bool) -> dict | None:
     entry = pretrained.registry().get(name)
     if not entry:
         return None
+    import zipfile
+
+    saved = json.loads(zipfile.ZipFile(pretrained.model_path(name)).read("config.json"))["config"]
     base = {"init_from": name, "steps": int(entry["steps"]), "train_seconds": 3600 * float(entry["train_hours"]),
-            "sha256": entry["sha256"]}
+            "sha256": entry["sha256"], "mask_activation": saved.get("mask_activation", "relu")}  # (older: ReLU)
     run_dir.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(base, indent=1))
     return base
@@ -132,7 +135,8 @@ def train(run_dir: Path, kind: str, target: str, steps: int, stems: Path, extra:
     else:
         cmd = ["train", kind, "--data", str(stems), "--target", target, "--run-dir", str(run_dir),
                "--steps", str(steps), "--quiet", *TRAIN_FLAGS]
-        for item in extra + ([f"init_from={base['init_from']}"] if base else []):
+        tuned = [f"init_from={base['init_from']}", f"model_kwargs.mask_activation={base['mask_activation']}"]
+        for item in extra + (tuned if base else []):
             cmd += ["--set", item]
     run_tfmusic(cmd, log)
 

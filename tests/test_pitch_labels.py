@@ -163,7 +163,7 @@ def test_version_1_dataset_still_reads(dataset, tmp_path):
 
 
 def test_pitch_threshold_is_chosen_on_a_split_and_stored_in_the_model(dataset, tmp_path):
-    """After training, `tfmusic train iass_pitch` calls calibrate_threshold: the best grid threshold
+    """After training, `tfmusic train iass_pitch` calls calibrate_pitch_threshold: the best grid threshold
     on the split's labelled segments goes into model.keras and pitch_threshold.json."""
     import json
 
@@ -184,7 +184,7 @@ def test_pitch_threshold_is_chosen_on_a_split_and_stored_in_the_model(dataset, t
     task.model.activity.out.bias.assign(np.full(1, 20.0, np.float32))  # gate open
     path = tmp_path / "model.keras"
     task.model.save(path)
-    record = task.calibrate_threshold(str(path))
+    record = task.calibrate_pitch_threshold(str(path))
     assert record["threshold"] in THRESHOLDS and record["f1"] >= record["f1_at_0.5"]
     assert record["on_cells"] == len(ON_FRAMES)  # only the song with a MIDI file is labelled
     assert json.loads((tmp_path / "pitch_threshold.json").read_text()) == record

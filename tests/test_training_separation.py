@@ -48,7 +48,7 @@ def test_train_iass_cli(iass_cli_run):
 
     sep = load_separator([str(run)])
     model = sep.targets["vocals"]
-    assert isinstance(model, IASS)
+    assert isinstance(model, IASS) and model.mask_activation == "softplus"  # the training default
     assert float(np.abs(np.asarray(model.input_mean)).max()) > 0.0
     assert not np.allclose(np.asarray(model.input_std), 1.0)
     waves = sep(np.random.default_rng(1).normal(size=(1, 2, 32768)).astype(np.float32))
@@ -114,3 +114,31 @@ def test_train_iass_init_from_fine_tunes(iass_cli_run, stems_dir, tmp_path, caps
     assert main(wrong) == 2
     err = capsys.readouterr().err
     assert "init_from" in err and "model.keras" in err and "target" in err
+
+
+def test_activity_threshold_is_chosen_on_the_validation_split(iass_cli_run, stems_dir):
+    """`tfmusic train iass` ends by choosing the gate threshold: the record's gated squared errors are the
+    ones the model's own gating gives (recomputed here through the Keras model at two thresholds), the
+    lowest wins, and model.keras carries it."""
+    import keras
+
+    from tfmusic.audio.stft import STFT, Magnitude
+    from tfmusic.data.stems.dataset import make_eval_dataset
+    from tfmusic.training.activity_gate import THRESHOLDS
+
+    run = iass_cli_run[0]
+    record = json.loads((run / "activity_threshold.json").read_text())
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.activity_threshold == record["threshold"] and record["split"] == "valid"
+    errors = {float(t): e for t, e in record["errors"].items()}
+    assert sorted(errors) == list(THRESHOLDS) and errors[record["threshold"]] == min(errors.values())
+    stft = STFT(n_fft=4096, hop_length=1024, center=False, method="fft", dtype="float32")
+    magnitude = Magnitude(dtype="float32")
+    batches = list(make_eval_dataset(stems_dir, "valid", "vocals", 2, segment_seconds=0.5, channels=1))
+    for threshold in {record["threshold"], 0.5, 0.05}:
+        model.activity_threshold = threshold
+        total = 0.0
+        for mixture, target, _ in batches:
+            estimate = model(magnitude(*stft(mixture)), training=False)["estimate"]
+            total += float(np.sum((np.asarray(estimate) - np.asarray(magnitude(*stft(target)))) ** 2))
+        assert total == pytest.approx(errors[threshold], rel=1e-4), threshold

@@ -163,6 +163,22 @@ MUTANTS = (
            "    if got != entry[\"sha256\"]:", "    if False:",
            "a shipped model whose file changed is loaded anyway",
            ("tests/test_pretrained.py::test_registry_records_sha_and_refuses_a_changed_file",)),
+    Mutant("iass-mask-relu-by-default", "tfmusic/training/separation.py",
+           'DEFAULT_MODEL_KWARGS = {"iass": {"mask_activation": "softplus"}}', 'DEFAULT_MODEL_KWARGS = {"iass": {}}',
+           "IASS trains the paper's ReLU mask by default",
+           ("tests/test_training_separation.py::test_train_iass_cli",)),
+    Mutant("activity-gate-not-calibrated", "tfmusic/training/activity_gate.py",
+           "    threshold = choose(total)", "    threshold = 0.5",
+           "the gate keeps 0.5 whatever the validation split says",
+           ("tests/test_training_separation.py::test_activity_threshold_is_chosen_on_the_validation_split",)),
+    Mutant("init-from-copies-nothing", "tfmusic/training/separation.py",
+           "            self.model.set_weights(loaded.get_weights())", "            pass",
+           "init_from starts from random weights",
+           ("tests/test_training_separation.py::test_train_iass_init_from_fine_tunes",)),
+    Mutant("recorded-piano-ignored", "tfmusic/data/synth.py",
+           "    if part.instrument == tx.PIANO and plan.piano_samples >= 0 and pianos:", "    if False:",
+           "a song's piano never comes from the recorded piano",
+           ("tests/test_multisamples.py::test_synthesized_song_plays_its_piano_from_the_set",)),
 )
 
 

@@ -205,7 +205,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     if not is_chief(strategy):
         return 0
-    calibrate = getattr(task, "calibrate_threshold", None)  # iass_pitch: the decision threshold, stored in the model
+    calibrate = getattr(task, "calibrate_threshold", None)  # IASS: gate (and pitch) thresholds, stored in the model
     chosen = calibrate(result.model_path) if calibrate is not None and result.model_path else None
     last = result.history[-1]["eval"] if result.history else {}
     lines = [
@@ -216,9 +216,13 @@ def run_train(args: argparse.Namespace) -> int:
         lines.append(f"best eval {config.trainer.monitor}: {result.best_metric:.6g} at step {result.best_step}")
     if last:
         lines.append("last eval: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
-    if chosen:
-        lines.append(f"pitch threshold: {chosen['threshold']:.2f} (frame F1 {chosen['f1']:.3f} on the "
-                     f"{chosen['split']} split; {chosen['f1_at_0.5']:.3f} at 0.5)")
+    gate, pitch = (chosen or {}).get("activity"), (chosen or {}).get("pitch")
+    if gate:
+        lines.append(f"activity threshold: {gate['threshold']:.2f} (gated squared error {gate['squared_error']:.4g} "
+                     f"on the {gate['split']} split; {gate['squared_error_at_0.5']:.4g} at 0.5)")
+    if pitch:
+        lines.append(f"pitch threshold: {pitch['threshold']:.2f} (frame F1 {pitch['f1']:.3f} on the "
+                     f"{pitch['split']} split; {pitch['f1_at_0.5']:.3f} at 0.5)")
     lines.append(f"model: {result.model_path}")
     print("\n".join(lines), file=sys.stdout)
     return 0

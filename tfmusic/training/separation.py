@@ -26,6 +26,9 @@ Fine-tuning (``init_from``): a fresh run may start from the weights of a saved m
 target, channels and audio settings; its input statistics are kept (the weights were learnt on
 inputs standardized by them), so no statistics pass runs.
 
+Activity gate: after training, IASS's gate threshold is chosen on ``activity_threshold_split`` (the
+validation split by default) and stored in ``model.keras`` (:mod:`tfmusic.training.activity_gate`).
+
 Evaluation metrics: ``loss``, ``mse`` and, for IASS, ``bce`` and frame-level activity
 ``activity_precision`` / ``activity_recall`` / ``activity_f1`` / ``activity_accuracy`` (logit > 0
 against the labels).
@@ -66,6 +69,7 @@ class SeparationConfig:
     samples_per_epoch: int | None = None  # examples per pass of the training pipeline
     stats_batches: int | None = 32  # batches for the input statistics; null = one full pass
     activity_weight: float = 2.0  # IASS only: weight of the activity BCE term
+    activity_threshold_split: str | None = "valid"  # IASS: split the gate threshold is chosen on; null: keep 0.5
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     clipnorm: float | None = None
@@ -88,6 +92,9 @@ class SeparationConfig:
         for name in ("weight_decay", "activity_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: {name} must be >= 0, got {getattr(self, name)}")
+        if self.activity_threshold_split not in (None, "train", "valid", "test"):
+            raise ConfigError(f"{source}: activity_threshold_split must be train, valid, test or null, got "
+                              f"{self.activity_threshold_split!r}")
         if self.stats_batches is not None and self.stats_batches < 1:
             raise ConfigError(f"{source}: stats_batches must be >= 1 or null, got {self.stats_batches}")
         problem = self.augmentation.problem()
@@ -190,6 +197,14 @@ class SeparationTask(Task):
                                   f"is framed with {settings.describe()} (its activity labels are per STFT frame); "
                                   f"preprocess the data with those settings or drop the override")
         return settings
+
+    def calibrate_threshold(self, model_path: str) -> dict[str, Any]:
+        """After training: IASS's activity gate threshold, chosen on the validation split and stored in the
+        model (:mod:`tfmusic.training.activity_gate`). ``{"activity": record}`` (empty when not chosen)."""
+        from tfmusic.training import activity_gate
+
+        record = activity_gate.calibrate(self, model_path)
+        return {"activity": record} if record else {}
 
     def checkpoint_items(self) -> dict[str, Any]:
         return {"model": self.model, "optimizer": self.optimizer}

@@ -145,7 +145,14 @@ class PitchSeparationTask(SeparationTask):
         metrics["pitch_f1"] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else 0.0
         return super().finalize_metrics(metrics)
 
-    def calibrate_threshold(self, model_path: str) -> dict[str, Any] | None:
+    def calibrate_threshold(self, model_path: str) -> dict[str, Any]:
+        """The activity gate's threshold (as plain IASS), then the pitch threshold: ``{"activity": ...,
+        "pitch": ...}`` with the records of those chosen."""
+        chosen = super().calibrate_threshold(model_path)
+        pitch = self.calibrate_pitch_threshold(model_path)
+        return {**chosen, "pitch": pitch} if pitch else chosen
+
+    def calibrate_pitch_threshold(self, model_path: str) -> dict[str, Any] | None:
         """Choose the decision threshold on ``threshold_split`` and store it in ``model_path`` (module
         docstring); returns what ``pitch_threshold.json`` beside it records, or None when switched off."""
         import json
@@ -176,7 +183,7 @@ class PitchSeparationTask(SeparationTask):
         def forward(mixture):
             out = model(self.spectrogram(mixture), training=False)
             raw = tf.cast(out["pitch_logits"], tf.float32) + model.pitch_offset  # undo the stored threshold
-            active = tf.sigmoid(tf.cast(out["activity_logits"], tf.float32)) >= 0.5
+            active = tf.sigmoid(tf.cast(out["activity_logits"], tf.float32)) >= model.activity_threshold
             return tf.sigmoid(raw) * tf.cast(active, tf.float32)[..., None]
 
         probs, labels = [], []
