@@ -96,6 +96,11 @@ def publish_all(record: dict, runs: dict[str, Path], out: Path) -> None:
         if gain is None or gain <= 0 or sdr is None or sdr < MIN_GAP_SDR:
             print(f"not published: {name} ({model['steps']} steps): gap SDR {sdr} dB, {gain} dB over the mixture")
             continue
+        shipped = pretrained.registry().get(name, {}).get("scores", {}).get("gap SDR")
+        if shipped is not None and sdr < shipped:  # (the same gap set: never replace a model by a worse one)
+            print(f"not published: {name} ({model['steps']} steps): gap SDR {sdr} dB is below the shipped "
+                  f"model's {shipped} dB")
+            continue
         entry = {"target": target, "architecture": "IASS", "default": True, "steps": model["steps"],
                  "train_hours": round(model["train_seconds"] / 3600, 2), "scores": scores(record, target)}
         pretrained.publish(run / "model.keras", name, entry, card_text(name, target, record, model, config),
