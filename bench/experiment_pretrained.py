@@ -135,8 +135,8 @@ def train(run_dir: Path, kind: str, target: str, steps: int, stems: Path, extra:
     else:
         cmd = ["train", kind, "--data", str(stems), "--target", target, "--run-dir", str(run_dir),
                "--steps", str(steps), "--quiet", *TRAIN_FLAGS]
-        tuned = [f"init_from={base['init_from']}", f"model_kwargs.mask_activation={base['mask_activation']}"]
-        for item in extra + (tuned if base else []):
+        tuned = [f"init_from={base['init_from']}", f"model_kwargs.mask_activation={base['mask_activation']}"] if base else []
+        for item in extra + tuned:
             cmd += ["--set", item]
     run_tfmusic(cmd, log)
 
