@@ -82,7 +82,8 @@ live recordings with bleed between microphones.
 """
 
 
-def publish_all(record: dict, runs: dict[str, Path], out: Path) -> None:
+def publish_all(record: dict, runs: dict[str, Path], out: Path, root: Path = pretrained.PRETRAINED_DIR) -> None:
+    """Publish into ``root`` each IASS run that passes the criteria below."""
     for name, run in sorted(runs.items()):
         if not name.startswith("iass_"):
             continue
@@ -98,7 +99,7 @@ def publish_all(record: dict, runs: dict[str, Path], out: Path) -> None:
             print(f"not published: {name} ({model['steps']} steps): gap SDR {sdr} dB, {gain} dB over the mixture; "
                   f"{home} dB over the mixture in distribution")
             continue
-        shipped = pretrained.registry().get(name, {}).get("scores", {}).get("gap SDR")
+        shipped = pretrained.registry(root).get(name, {}).get("scores", {}).get("gap SDR")
         if shipped is not None and sdr < shipped:  # (the same gap set: never replace a model by a worse one)
             print(f"not published: {name} ({model['steps']} steps): gap SDR {sdr} dB is below the shipped "
                   f"model's {shipped} dB")
@@ -106,5 +107,5 @@ def publish_all(record: dict, runs: dict[str, Path], out: Path) -> None:
         entry = {"target": target, "architecture": "IASS", "default": True, "steps": model["steps"],
                  "train_hours": round(model["train_seconds"] / 3600, 2), "scores": scores(record, target)}
         pretrained.publish(run / "model.keras", name, entry, card_text(name, target, record, model, config),
-                           residual=RESIDUAL)
-        print(f"published {name} ({target}, {model['steps']} steps) into {pretrained.PRETRAINED_DIR}")
+                           root, residual=RESIDUAL)
+        print(f"published {name} ({target}, {model['steps']} steps) into {root}")

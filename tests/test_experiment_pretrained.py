@@ -85,8 +85,7 @@ def test_publish_writes_model_card_and_registry(tmp_path, monkeypatch):
         "target": "drums", "segment_seconds": 6.0, "learning_rate": 1e-3, "augmentation": {"eq": 0.5},
         "trainer": {"batch_size": 4, "seed": 42, "keep_model": "final"}}))
     root = tmp_path / "pretrained"
-    monkeypatch.setattr(pretrained.publish, "__defaults__", (root, None))
-    publish_models.publish_all(_record(), {"iass_drums": run, "umx_drums": run}, tmp_path)
+    publish_models.publish_all(_record(), {"iass_drums": run, "umx_drums": run}, tmp_path, root)
     entry = pretrained.info("iass_drums", root)
     assert entry["default"] and entry["steps"] == 800 and entry["scores"]["gap over mixture"] == 9.0
     assert pretrained.residual_target(root) == "other" and "umx_drums" not in pretrained.registry(root)
@@ -96,9 +95,15 @@ def test_publish_writes_model_card_and_registry(tmp_path, monkeypatch):
     worse = _record()
     worse["gap"] = _summary(-6.0, 3.0, -5.0)  # below the mixture on unseen songs: not shipped
     other_root = tmp_path / "pretrained2"
-    monkeypatch.setattr(pretrained.publish, "__defaults__", (other_root, None))
-    publish_models.publish_all(worse, {"iass_drums": run}, tmp_path)
+    publish_models.publish_all(worse, {"iass_drums": run}, tmp_path, other_root)
     silent = _record()
     silent["gap"] = _summary(0.0, 3.0, -5.0)  # "beats" the mixture by outputting silence: not shipped
-    publish_models.publish_all(silent, {"iass_drums": run}, tmp_path)
+    publish_models.publish_all(silent, {"iass_drums": run}, tmp_path, other_root)
+    gated_out = _record()
+    gated_out["in_distribution"] = _summary(-30.0, 5.0, -2.0)  # its gate silences its own test songs: not shipped
+    publish_models.publish_all(gated_out, {"iass_drums": run}, tmp_path, other_root)
     assert pretrained.registry(other_root) == {}
+    lower = _record()
+    lower["gap"] = _summary(3.5, 3.0, -5.0)  # good, but below the shipped model's 4.0 dB: kept out
+    publish_models.publish_all(lower, {"iass_drums": run}, tmp_path, root)
+    assert pretrained.info("iass_drums", root)["scores"]["gap SDR"] == 4.0
