@@ -73,7 +73,7 @@ def test_table_has_both_sets_the_gain_over_the_mixture_and_the_ablation():
     assert "ForzeeStereo" in md and "GPL-2" in md
 
 
-def test_publish_writes_model_card_and_registry(tmp_path, monkeypatch):
+def test_publish_writes_model_card_and_registry(tmp_path):
     from tfmusic.models import pretrained
     from tfmusic.models.iass import IASS
 

@@ -92,10 +92,11 @@ def _recording(file: str, sample_rate: int) -> np.ndarray:
     from tfmusic.audio.io import resample
 
     try:
-        audio, rate = sf.read(file, dtype="float32", always_2d=True, frames=-1)
+        with sf.SoundFile(file) as fh:  # decode only what is kept (a Salamander note runs to ~16 s)
+            rate = fh.samplerate
+            audio = fh.read(int(MAX_SECONDS * rate), dtype="float32", always_2d=True).T
     except RuntimeError as err:
         raise ValueError(f"{file}: unreadable sample ({err})") from None
-    audio = audio[: int(MAX_SECONDS * rate)].T
     if audio.shape[0] == 1:
         audio = np.repeat(audio, 2, axis=0)
     return resample(np.ascontiguousarray(audio[:2]), rate, sample_rate).astype(np.float32)
